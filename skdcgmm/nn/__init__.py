@@ -1,0 +1,10 @@
+"""The PyTorch engine of skdcgmm: kernels, layers, annealing and the layer stack.
+
+This subpackage depends on torch only; it knows nothing of scikit-learn.
+"""
+
+from .annealing import PlateauSchedule, TimeSchedule
+from .gmm import GMMLayer
+from .stack import DCGMMStack
+
+__all__ = ["DCGMMStack", "GMMLayer", "PlateauSchedule", "TimeSchedule"]

@@ -1,0 +1,93 @@
+"""Pure tensor kernels of the DCGMM engine (torch only).
+
+Tensor letters: N batch, L positions, D vector dimension, K components, P parameter positions
+(1 when the parameters are shared over positions, L otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "grid_shape",
+    "log_gaussian_diag",
+    "log_normaliser",
+    "smoothing_kernel",
+    "toroidal_sq_distances",
+]
+
+
+def log_normaliser(n_features: int) -> float:
+    """The constant ``c_D = -D/2 * log(2 pi)`` of a ``D``-dimensional Gaussian."""
+    return -0.5 * n_features * math.log(2.0 * math.pi)
+
+
+def log_gaussian_diag(x: Tensor, means: Tensor, precisions: Tensor, log_weights: Tensor) -> Tensor:
+    """Weighted diagonal-Gaussian log-scores without the constant ``c_D``.
+
+    ``out[n, l, k] = log pi_k + sum_d log s_kd - 0.5 * sum_d s_kd^2 (x_nld - mu_kd)^2``, where
+    ``s`` are the square roots of the precisions (inverse standard deviations). The quadratic form
+    is expanded into matmuls, so the ``(N, L, K, D)`` tensor of differences is never built.
+
+    Parameters
+    ----------
+    x : Tensor of shape (N, L, D)
+    means : Tensor of shape (P, K, D), P in {1, L}
+    precisions : Tensor of shape (P, K, D)
+        Square roots of the diagonal precisions, strictly positive.
+    log_weights : Tensor of shape (P, K)
+        Log mixing weights (normalised over K for every position).
+
+    Returns
+    -------
+    Tensor of shape (N, L, K)
+    """
+    prec_sq = precisions * precisions  # (P, K, D)
+    # Per-component constant: log pi + sum_d log s - 0.5 * sum_d mu^2 s^2.
+    const = (
+        log_weights + torch.log(precisions).sum(-1) - 0.5 * (means * means * prec_sq).sum(-1)
+    )  # (P, K)
+    # Stack [x^2, x] against [-0.5 s^2, mu s^2] so that one matmul gives the whole x-dependent part.
+    lhs = torch.cat([x * x, x], dim=-1)  # (N, L, 2D)
+    rhs = torch.cat([-0.5 * prec_sq, means * prec_sq], dim=-1)  # (P, K, 2D)
+    if rhs.shape[0] == 1:  # shared parameters: one big matmul over all N*L vectors
+        quad = lhs @ rhs[0].T  # (N, L, K)
+    else:  # one GMM per position: batched over L
+        quad = torch.bmm(lhs.transpose(0, 1), rhs.transpose(1, 2)).transpose(0, 1)  # (N, L, K)
+    return quad + const  # (N, L, K)
+
+
+def grid_shape(n_components: int) -> tuple[int, int]:
+    """The most square ``rows x cols`` grid with ``rows * cols == n_components`` (rows <= cols)."""
+    if n_components < 1:
+        raise ValueError(f"n_components must be >= 1, got {n_components}.")
+    rows = math.isqrt(n_components)
+    while n_components % rows:
+        rows -= 1
+    return rows, n_components // rows
+
+
+def toroidal_sq_distances(n_components: int) -> Tensor:
+    """Squared distances ``(K, K)`` between components laid row-major on a torus grid."""
+    rows, cols = grid_shape(n_components)
+    k = torch.arange(n_components)
+    r, c = k // cols, k % cols  # (K,)
+    dr = (r[:, None] - r[None, :]).abs()
+    dc = (c[:, None] - c[None, :]).abs()
+    dr = torch.minimum(dr, rows - dr)  # periodic boundaries
+    dc = torch.minimum(dc, cols - dc)
+    return (dr * dr + dc * dc).to(torch.float64)  # (K, K)
+
+
+def smoothing_kernel(sq_distances: Tensor, sigma: float) -> Tensor:
+    """Row-normalised Gaussian neighbourhood ``G(sigma)`` over the component grid.
+
+    ``G_kj = exp(-d2_kj / (2 sigma^2)) / sum_j' exp(-d2_kj' / (2 sigma^2))``, computed as a
+    softmax so it stays exact (the identity) at tiny ``sigma``.
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}.")
+    return torch.softmax(-sq_distances / (2.0 * sigma * sigma), dim=1)

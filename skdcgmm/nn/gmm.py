@@ -1,0 +1,200 @@
+"""The GMM layer: a diagonal Gaussian mixture over the vectors at every position of its input.
+
+Parameters are shared over positions (convolutional mode, P = 1) or private to each position
+(P = L). The layer is trained by SGD on the annealed max-component log-likelihood
+(method §2.3–2.9); its output to the next layer is the responsibilities (§2.4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .functional import log_gaussian_diag, log_normaliser, smoothing_kernel, toroidal_sq_distances
+
+__all__ = ["GMMLayer"]
+
+
+class GMMLayer(nn.Module):
+    """Diagonal GMM over the ``D``-vectors at ``L = H * W`` positions.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(H, W, D)``: positions on a ``H x W`` grid, each holding a ``D``-vector.
+    n_components : int
+        Number of components ``K``, laid out on the most square torus grid for annealing.
+    shared : bool, default=True
+        Share the parameters over all positions (convolutional mode); otherwise one GMM per
+        position.
+    mu_init : float, default=0.1
+        Means start uniform in ``[-mu_init, mu_init]``.
+    min_variance : float, default=0.05
+        Hard lower bound of every variance. Precisions start at its inverse (method §2.9).
+    max_variance : float, default=1e6
+        Upper bound of every variance (keeps precisions positive, so no log of zero).
+    sigma0 : float or None, default=None
+        Initial annealing radius; ``None`` gives ``0.25 * sqrt(2 K)`` (method §2.2).
+    lr_factors : tuple of float, default=(1.0, 0.1, 0.2)
+        Learning-rate factors (lambda) for means, precisions and mixing logits (method §2.8).
+    generator : torch.Generator or None
+        Random source for the initial means.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        n_components: int,
+        *,
+        shared: bool = True,
+        mu_init: float = 0.1,
+        min_variance: float = 0.05,
+        max_variance: float = 1e6,
+        sigma0: float | None = None,
+        lr_factors: tuple[float, float, float] = (1.0, 0.1, 0.2),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        height, width, dim = (int(v) for v in input_shape)
+        if min(height, width, dim) < 1:
+            raise ValueError(f"input_shape must be positive, got {tuple(input_shape)}.")
+        if n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}.")
+        if not 0 < min_variance < max_variance:
+            raise ValueError(
+                f"Need 0 < min_variance < max_variance, got {min_variance} and {max_variance}."
+            )
+        self.input_shape = (height, width, dim)
+        self.n_components = int(n_components)
+        self.shared = bool(shared)
+        self.lr_factors = tuple(float(f) for f in lr_factors)
+        self.precision_max = 1.0 / math.sqrt(min_variance)
+        self.precision_min = 1.0 / math.sqrt(max_variance)
+        self.sigma0 = 0.25 * math.sqrt(2 * n_components) if sigma0 is None else float(sigma0)
+
+        n_pos = 1 if shared else height * width
+        k = self.n_components
+        means = (torch.rand(n_pos, k, dim, generator=generator) * 2.0 - 1.0) * mu_init
+        self.means = nn.Parameter(means)  # (P, K, D)
+        self.precisions = nn.Parameter(torch.full((n_pos, k, dim), self.precision_max))  # (P, K, D)
+        self.logits = nn.Parameter(torch.zeros(n_pos, k))  # (P, K)
+        self.register_buffer("sq_distances", toroidal_sq_distances(k).float())  # (K, K)
+        self.register_buffer("sigma", torch.tensor(self.sigma0))
+        self.register_buffer("kernel", smoothing_kernel(self.sq_distances, self.sigma0))  # (K, K)
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def n_positions(self) -> int:
+        return self.input_shape[0] * self.input_shape[1]
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        return (self.input_shape[0], self.input_shape[1], self.n_components)
+
+    def extra_repr(self) -> str:
+        mode = "shared" if self.shared else "per-position"
+        return f"input_shape={self.input_shape}, n_components={self.n_components}, {mode}"
+
+    # ------------------------------------------------------------------ parameters
+    def log_weights(self) -> Tensor:
+        """Log mixing weights ``(P, K)``, normalised over K at every position."""
+        return torch.log_softmax(self.logits, dim=-1)
+
+    def set_sigma(self, sigma: float) -> None:
+        """Set the annealing radius and rebuild the smoothing kernel ``G(sigma)``."""
+        if float(sigma) != float(self.sigma):
+            self.sigma.fill_(sigma)
+            self.kernel.copy_(smoothing_kernel(self.sq_distances, float(sigma)))
+
+    def param_groups(self, learning_rate: float) -> list[dict]:
+        """Optimiser parameter groups with the per-parameter learning-rate factors.
+
+        In per-position mode the rate is multiplied by ``L``, so each position's GMM gets its own
+        batch-mean gradient (method §2.8).
+        """
+        mult = 1.0 if self.shared else float(self.n_positions)
+        params = (self.means, self.precisions, self.logits)
+        return [
+            {"params": [p], "lr": learning_rate * f * mult, "factor": f * mult}
+            for p, f in zip(params, self.lr_factors)
+        ]
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp the precisions into their bounds after an update (method §2.9)."""
+        self.precisions.clamp_(self.precision_min, self.precision_max)
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: Tensor) -> None:
+        expected = (self.n_positions, self.input_shape[2])
+        if x.dim() != 3 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"GMMLayer expects input of shape (N, {expected[0]}, {expected[1]}), "
+                f"got {tuple(x.shape)}."
+            )
+
+    def log_scores(self, x: Tensor) -> Tensor:
+        """``log pi_k + log N(x | mu_k, s_k^-2)`` without ``c_D``: ``(N, L, D) -> (N, L, K)``."""
+        self._check_input(x)
+        return self._log_scores(x)
+
+    def _log_scores(self, x: Tensor) -> Tensor:
+        return log_gaussian_diag(x, self.means, self.precisions, self.log_weights())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Responsibilities ``(N, L, K)``: the posterior over components at every position."""
+        return torch.softmax(self.log_scores(x), dim=-1)
+
+    def annealed_loss(self, log_scores: Tensor) -> Tensor:
+        """Mean annealed max-component log-likelihood (method §2.5), to be maximised.
+
+        ``mean_{n,l} max_k sum_j G_kj log_score[n, l, j] + c_D``.
+        """
+        smoothed = log_scores @ self.kernel.T  # (N, L, K)
+        return smoothed.amax(dim=-1).mean() + log_normaliser(self.input_shape[2])
+
+    def log_likelihood(self, x: Tensor) -> Tensor:
+        """Exact log-likelihood ``log sum_k pi_k N(x | mu_k, .)`` per position: ``(N, L)``."""
+        return torch.logsumexp(self.log_scores(x), dim=-1) + log_normaliser(self.input_shape[2])
+
+    # ------------------------------------------------------------------ sampling
+    def sample_components(
+        self,
+        n_samples: int,
+        control: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw one component per sample and position: ``(n, L)`` ints.
+
+        ``control`` ``(n, L, K)`` (non-negative, e.g. top-down responsibilities) replaces the
+        mixing weights as selection probabilities where given.
+        """
+        n_pos, k = self.n_positions, self.n_components
+        if control is None:
+            probs = self.log_weights().exp().expand(n_pos, k)  # (L, K)
+            probs = probs.unsqueeze(0).expand(n_samples, n_pos, k)  # (n, L, K)
+        else:
+            if tuple(control.shape) != (n_samples, n_pos, k):
+                raise ValueError(
+                    f"control must have shape {(n_samples, n_pos, k)}, got {tuple(control.shape)}."
+                )
+            probs = control.clamp_min(1e-12)
+        flat = torch.multinomial(probs.reshape(-1, k), 1, generator=generator)  # (n*L, 1)
+        return flat.view(n_samples, n_pos)
+
+    def sample_vectors(
+        self, components: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Draw ``x ~ N(mu_k, diag(s_k^-2))`` for given components ``(n, L)``: ``(n, L, D)``."""
+        n, n_pos = components.shape
+        pos = (
+            torch.zeros_like(components)
+            if self.shared
+            else torch.arange(n_pos, device=components.device).expand(n, n_pos)
+        )
+        mu = self.means[pos, components]  # (n, L, D)
+        std = 1.0 / self.precisions[pos, components]  # (n, L, D)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + std * noise

@@ -1,0 +1,110 @@
+"""A stack of DCGMM layers: forward with detached inputs per layer, and top-down sampling.
+
+Layers communicate in one layout, ``(N, L, D)`` with ``L = H * W`` positions, and every layer
+knows its ``input_shape`` and ``output_shape`` ``(H, W, D)`` from construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .gmm import GMMLayer
+
+__all__ = ["DCGMMStack"]
+
+
+class DCGMMStack(nn.Module):
+    """Layers applied in order; each GMM layer trains on its own loss (method §7).
+
+    Parameters
+    ----------
+    layers : sequence of nn.Module
+        Layers with matching shapes: ``layers[i].output_shape == layers[i + 1].input_shape``.
+        The last layer must be a :class:`GMMLayer`.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("A DCGMMStack needs at least one layer.")
+        for lower, upper in zip(layers[:-1], layers[1:]):
+            if tuple(lower.output_shape) != tuple(upper.input_shape):
+                raise ValueError(
+                    f"Layer shapes do not chain: {type(lower).__name__} outputs "
+                    f"{lower.output_shape} but {type(upper).__name__} expects {upper.input_shape}."
+                )
+        if not isinstance(layers[-1], GMMLayer):
+            raise ValueError(f"The top layer must be a GMMLayer, got {type(layers[-1]).__name__}.")
+        self.layers = nn.ModuleList(layers)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.layers[0].input_shape)
+
+    @property
+    def gmm_layers(self) -> list[GMMLayer]:
+        return [layer for layer in self.layers if isinstance(layer, GMMLayer)]
+
+    @property
+    def top(self) -> GMMLayer:
+        return self.layers[-1]
+
+    def forward(self, x: Tensor, upto: int | None = None) -> Tensor:
+        """Output of layer ``upto`` (default: the top layer) for input ``(N, L0, D0)``."""
+        stop = len(self.layers) if upto is None else upto % len(self.layers) + 1
+        for layer in self.layers[:stop]:
+            x = layer(x)
+        return x
+
+    def training_losses(self, x: Tensor) -> list[Tensor]:
+        """Annealed loss of every GMM layer, each computed on a detached input (method §7).
+
+        The responsibilities passed upward come from the same log-scores as the loss, so every
+        layer costs one log-score evaluation per step.
+        """
+        losses = []
+        for layer in self.layers:
+            x = x.detach()
+            if isinstance(layer, GMMLayer):
+                scores = layer.log_scores(x)  # (N, L, K)
+                losses.append(layer.annealed_loss(scores))
+                x = torch.softmax(scores, dim=-1)
+            else:
+                x = layer(x)
+        return losses
+
+    def top_input(self, x: Tensor) -> Tensor:
+        """The input of the top GMM layer for input ``x``."""
+        for layer in self.layers[:-1]:
+            x = layer(x)
+        return x
+
+    def log_likelihood(self, x: Tensor) -> Tensor:
+        """Exact top-layer log-likelihood, averaged over its positions: ``(N,)``."""
+        return self.top.log_likelihood(self.top_input(x)).mean(dim=1)
+
+    def sample(
+        self,
+        n_samples: int,
+        generator: torch.Generator | None = None,
+        components: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``n_samples`` top-down: ``(x (n, L0, D0), top components (n, L_top))``.
+
+        ``components`` ``(n, L_top)`` fixes the top-layer components (conditional sampling).
+        Lower layers are walked with their ``topdown`` method.
+        """
+        top = self.top
+        if components is None:
+            components = top.sample_components(n_samples, generator=generator)
+        x = top.sample_vectors(components, generator=generator)
+        for layer in reversed(self.layers[:-1]):
+            if not hasattr(layer, "topdown"):
+                raise NotImplementedError(
+                    f"Top-down sampling through {type(layer).__name__} is not available."
+                )
+            x = layer.topdown(x, generator=generator)
+        return x, components

@@ -1,0 +1,256 @@
+"""DeepConvGMM: recovery, API behaviour, reproducibility, persistence and bad input."""
+
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils._testing import assert_allclose
+
+from skdcgmm import GMM, DeepConvGMM
+from skdcgmm.metrics import clustering_accuracy
+
+from .conftest import make_blobs_data
+
+
+def _fit(X, **kw):
+    params = {"n_components": 4, "max_iter": 20, "random_state": 0, **kw}
+    return DeepConvGMM(**params).fit(X)
+
+
+def test_recovers_blob_means_from_random_init(blobs):
+    X, y, centers = blobs
+    model = _fit(X)
+    cost = ((model.means_[:, None, :] - centers[None]) ** 2).sum(-1)  # (K, C)
+    rows, cols = linear_sum_assignment(cost)
+    # Means within 0.03 of the true centres (std 0.05, 100 points per blob: stderr 0.005).
+    assert np.abs(model.means_[rows] - centers[cols]).max() < 0.03
+    assert clustering_accuracy(y, model.predict(X)) == 1.0
+    assert_allclose(model.weights_, 0.25, atol=0.03)
+
+
+def test_fit_attributes_and_shapes(blobs):
+    X, _, _ = blobs
+    model = _fit(X, max_iter=3)
+    assert model.n_features_in_ == 3 and model.n_iter_ == 3 and len(model.loss_curve_) == 3
+    assert model.means_.shape == (4, 3) and model.weights_.shape == (4,)
+    assert model.precisions_.shape == model.covariances_.shape == (4, 3)
+    assert_allclose(model.precisions_ * model.covariances_, 1.0)
+    assert model.covariances_.min() >= 0.05 - 1e-6  # the variance floor
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 4)
+    assert_allclose(proba.sum(1), 1.0)
+    assert_allclose(model.transform(X), proba)
+    assert model.get_feature_names_out().tolist() == [f"deepconvgmm{i}" for i in range(4)]
+
+
+def test_score_samples_is_the_exact_mixture_density(blobs):
+    X, _, _ = blobs
+    model = _fit(X, max_iter=5)
+    gm = GaussianMixture(4, covariance_type="diag")
+    gm.means_, gm.weights_ = model.means_, model.weights_
+    gm.covariances_ = model.covariances_
+    gm.precisions_cholesky_ = np.sqrt(model.precisions_)
+    assert_allclose(model.score_samples(X), gm.score_samples(X), rtol=1e-5)
+    assert model.score(X) == pytest.approx(model.score_samples(X).mean())
+
+
+def test_reproducible_and_independent_of_global_rng(blobs):
+    X, _, _ = blobs
+    a = _fit(X, max_iter=4)
+    torch.manual_seed(123)
+    np.random.seed(7)  # noqa: NPY002 - the global state must not matter
+    b = _fit(X, max_iter=4)
+    assert_allclose(a.means_, b.means_, rtol=0, atol=0)
+    assert a.loss_curve_ == b.loss_curve_
+    assert_allclose(a.sample(5)[0], b.sample(5)[0], rtol=0, atol=0)
+    c = _fit(X, max_iter=4, random_state=1)
+    assert not np.allclose(a.means_, c.means_)
+
+
+def test_fit_predict_equals_fit_then_predict(blobs):
+    X, _, _ = blobs
+    est = DeepConvGMM(4, max_iter=5, random_state=0)
+    assert np.array_equal(clone(est).fit_predict(X), clone(est).fit(X).predict(X))
+
+
+def test_sample_shapes_reproducible_and_advancing(blobs):
+    X, _, _centers = blobs
+    model = _fit(X)
+    Xs, ys = model.sample(400)
+    assert Xs.shape == (400, 3) and ys.shape == (400,) and ys.dtype == np.int64
+    assert set(np.unique(ys)) <= set(range(4))
+    # Samples of component k scatter around its mean with its variance.
+    for k in np.unique(ys):
+        assert np.abs(Xs[ys == k].mean(0) - model.means_[k]).max() < 0.1
+    X2, _ = model.sample(400)
+    assert not np.allclose(Xs, X2)
+    with pytest.raises(ValueError, match="n_samples"):
+        model.sample(0)
+
+
+def test_pickle_and_joblib_round_trip(blobs):
+    X, _, _ = blobs
+    model = _fit(X, max_iter=3)
+    restored = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(restored.predict(X), model.predict(X))
+    assert_allclose(restored.score_samples(X), model.score_samples(X), rtol=0, atol=0)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    buffer.seek(0)
+    restored = joblib.load(buffer)
+    assert_allclose(restored.predict_proba(X), model.predict_proba(X), rtol=0, atol=0)
+    assert restored.module_.top.means.device.type == model.device_.type
+
+
+def test_warm_start_continues_and_appends_loss_curve(blobs):
+    X, _, _ = blobs
+    model = DeepConvGMM(4, max_iter=3, warm_start=True, random_state=0).fit(X)
+    means = model.means_.copy()
+    model.fit(X)
+    assert len(model.loss_curve_) == 6
+    assert float(model.module_.top.sigma) == pytest.approx(0.01)
+    assert np.abs(model.means_ - means).max() < 0.2  # continued, not re-initialised
+    with pytest.raises(ValueError, match="warm_start"):
+        model.set_params(n_components=3).fit(X)
+
+
+def test_non_finite_training_raises_instead_of_returning_nan(blobs):
+    X, _, _ = blobs
+    with pytest.raises(ValueError, match="Training diverged"):
+        _fit(X * 1e30, max_iter=2)  # finite input whose squares overflow float32
+
+
+def test_failed_fit_leaves_previous_model_intact(blobs, monkeypatch):
+    X, _, _ = blobs
+    model = _fit(X, max_iter=3)
+    before = model.score_samples(X)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr("skdcgmm._estimator.train", boom)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.set_params(warm_start=True).fit(X)
+    assert_allclose(model.score_samples(X), before)
+    assert len(model.loss_curve_) == 3
+
+
+def test_input_is_not_modified(blobs):
+    X, _, _ = blobs
+    X = X.astype(np.float32)
+    copy = X.copy()
+    model = _fit(X, max_iter=2)
+    model.score_samples(X)
+    assert np.array_equal(X, copy)
+
+
+def test_float32_and_float64_give_close_results(blobs):
+    X, _, _ = blobs
+    a = _fit(X.astype(np.float32), max_iter=3).score_samples(X)
+    b = _fit(X, max_iter=3).score_samples(X)
+    assert_allclose(a, b, rtol=1e-4)
+
+
+def test_custom_layers_spec(blobs):
+    X, _, _ = blobs
+    model = _fit(X, layers=(GMM(min_variance=0.001),), max_iter=10)
+    assert model.covariances_.min() >= 0.001 - 1e-7
+    assert model.layers_ == (GMM(min_variance=0.001),)
+
+
+def test_pipeline_linear_probe_and_grid_search():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    pipe = make_pipeline(
+        DeepConvGMM(20, max_iter=5, random_state=0), LogisticRegression(max_iter=500)
+    )
+    pipe.fit(X[:1200], y[:1200])
+    assert pipe.score(X[1200:], y[1200:]) > 0.6  # 20 soft clusters as features; chance is 0.1
+    search = GridSearchCV(DeepConvGMM(max_iter=3, random_state=0), {"n_components": [2, 10]}, cv=2)
+    search.fit(X[:600])
+    assert search.best_params_["n_components"] in (2, 10)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.array([[0.1, np.nan], [0.2, 0.3]] * 10), ValueError, "NaN"),
+        (np.array([[0.1, np.inf], [0.2, 0.3]] * 10), ValueError, "infinity"),
+        (np.arange(20.0), ValueError, "Expected 2D array"),
+        (np.empty((0, 3)), ValueError, "0 sample"),
+        (np.array([["a", "b"]] * 20), ValueError, "could not convert"),
+        (np.ones((3, 2)), ValueError, "n_samples >= n_components"),
+    ],
+)
+def test_bad_input_to_fit(X, error, match):
+    with pytest.raises(error, match=match):
+        DeepConvGMM(4).fit(X)
+
+
+def test_sparse_input_is_rejected():
+    from scipy import sparse
+
+    with pytest.raises(TypeError, match="dense data is required"):
+        DeepConvGMM(2).fit(sparse.random(20, 3, density=0.5, format="csr"))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_components": 0}, "n_components"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"annealing": "cosine"}, "annealing"),
+        ({"layers": "deep-unknown"}, "layers"),
+        ({"layers": ("not a spec",)}, "layer spec"),
+        ({"layers": (GMM(n_components=3),)}, "top GMM spec has n_components=3"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_parameters(params, match):
+    X, _, _ = make_blobs_data()
+    with pytest.raises((ValueError, TypeError), match=match):
+        DeepConvGMM(**{"n_components": 4, **params}).fit(X)
+
+
+def test_cuda_request_without_cuda_is_clear(blobs):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        DeepConvGMM(4, device="cuda").fit(blobs[0])
+
+
+def test_unfitted_and_feature_mismatch(blobs):
+    X, _, _ = blobs
+    with pytest.raises(NotFittedError):
+        DeepConvGMM().predict(X)
+    with pytest.raises(NotFittedError):
+        DeepConvGMM().sample(2)
+    model = _fit(X, max_iter=2)
+    with pytest.raises(ValueError, match="3 features"):
+        model.score_samples(X[:, :2])
+
+
+def test_batch_size_larger_than_data_warns(blobs):
+    X, _, _ = blobs
+    with pytest.warns(UserWarning, match="batch_size=1000"):
+        _fit(X, batch_size=1000, max_iter=1)
+
+
+def test_mnist_subset_beats_flat_em_on_held_out_likelihood(mnist_subset):
+    X, _y, Xt, yt = mnist_subset
+    ours = DeepConvGMM(10, max_iter=10, random_state=0).fit(X)
+    em = GaussianMixture(10, covariance_type="diag", reg_covar=0.05, random_state=0).fit(X)
+    assert ours.score(Xt) > em.score(Xt)
+    assert clustering_accuracy(yt, ours.predict(Xt)) > 0.4
