@@ -33,9 +33,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         X, y, test_size=0.3, random_state=args.random_state, stratify=y
     )
     models = {
-        "DeepConvGMM (flat, SGD)": DeepConvGMM(
-            args.n_components, random_state=args.random_state
-        ),
+        "DeepConvGMM (flat, SGD)": DeepConvGMM(args.n_components, random_state=args.random_state),
         "GaussianMixture (diag, EM)": GaussianMixture(
             args.n_components,
             covariance_type="diag",

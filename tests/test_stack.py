@@ -1,0 +1,51 @@
+"""DCGMMStack: shape chaining, per-layer detached losses, likelihood and sampling."""
+
+import pytest
+import torch
+
+from skdcgmm.nn import DCGMMStack, GMMLayer
+
+
+def _gmm(shape, k, seed=0):
+    return GMMLayer(shape, k, generator=torch.Generator().manual_seed(seed))
+
+
+def test_shapes_must_chain():
+    with pytest.raises(ValueError, match="do not chain"):
+        DCGMMStack([_gmm((1, 1, 4), 3), _gmm((1, 1, 5), 2)])
+    with pytest.raises(ValueError, match="at least one layer"):
+        DCGMMStack([])
+
+
+def test_two_gmm_layers_train_on_detached_inputs():
+    stack = DCGMMStack([_gmm((2, 2, 4), 3), _gmm((2, 2, 3), 2, seed=1)])
+    x = torch.rand(5, 4, 4)
+    losses = stack.training_losses(x)
+    assert len(losses) == 2
+    # The upper loss does not reach the lower layer's parameters (method §7).
+    grads = torch.autograd.grad(losses[1], stack.layers[0].means, allow_unused=True)
+    assert grads[0] is None
+    assert stack(x).shape == (5, 4, 2)
+    assert stack(x, upto=0).shape == (5, 4, 3)
+    assert stack.log_likelihood(x).shape == (5,)
+
+
+def test_flat_stack_sampling():
+    stack = DCGMMStack([_gmm((1, 1, 6), 4)])
+    x, comps = stack.sample(10, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (10, 1, 6) and comps.shape == (10, 1)
+    fixed = torch.full((10, 1), 2)
+    _, comps = stack.sample(10, components=fixed)
+    assert torch.equal(comps, fixed)
+
+
+def test_sampling_through_layers_without_topdown_is_refused():
+    class Identity(torch.nn.Module):
+        input_shape = output_shape = (1, 1, 6)
+
+        def forward(self, x):
+            return x
+
+    stack = DCGMMStack([Identity(), _gmm((1, 1, 6), 4)])
+    with pytest.raises(NotImplementedError, match="Identity"):
+        stack.sample(2)
