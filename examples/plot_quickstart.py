@@ -25,7 +25,8 @@ X, y = load_digits(return_X_y=True)
 X = X / 16.0
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
 
-dcgmm = DeepConvGMM(n_components=10, random_state=0).fit(X_train)
+# ``layers="flat"``: one GMM over the whole image, a density comparable with GaussianMixture's.
+dcgmm = DeepConvGMM(n_components=10, layers="flat", random_state=0).fit(X_train)
 em = GaussianMixture(10, covariance_type="diag", reg_covar=0.05, random_state=0).fit(X_train)
 
 for name, model in [("DeepConvGMM", dcgmm), ("GaussianMixture", em)]:

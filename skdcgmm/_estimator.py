@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from numbers import Integral, Real
 from typing import ClassVar
@@ -21,13 +22,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._training import TrainingConfig, train
 from ._utils import resolve_device, to_tensor
-from .layers import build_stack, resolve_layers
+from .layers import GMM, build_stack, resolve_layers
 
 __all__ = ["DeepConvGMM"]
 
 _MAX_SEED = 2**31 - 1
-#: Rows per forward pass at inference, so scoring any number of samples uses bounded memory.
-_INFERENCE_CHUNK = 4096
+#: Bytes of activations per forward pass at inference: scoring any number of images runs in
+#: chunks of at most this many bytes (plus the model), whatever the architecture.
+_INFERENCE_BYTES = 256 * 2**20
 
 
 class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator):
@@ -43,10 +45,18 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
     ----------
     n_components : int, default=10
         Number of components of the top GMM layer, i.e. the number of clusters.
-    layers : {"auto", "flat"} or sequence of layer specs, default="auto"
+    layers : str or sequence of layer specs, default="auto"
         Architecture: a preset name or a sequence of specs from :mod:`skdcgmm.layers`, e.g.
-        ``(GMM(min_variance=0.01),)``. ``"flat"`` is one diagonal GMM over the whole input;
-        ``"auto"`` currently resolves to ``"flat"``. The top GMM takes ``n_components``.
+        ``(Fold(8, stride=1), GMM(25), Pool(2), Fold(), GMM())``. Presets: ``"flat"`` (one
+        diagonal GMM over the whole input, ``"A"`` in the paper) and the paper's ``"B"`` to
+        ``"G"`` (method §13, adapted to the image size). ``"auto"`` is ``"C"`` for images of at
+        least 16x16, a small convolutional stack from 8x8 and ``"flat"`` below (and for
+        tabular data). The top GMM takes ``n_components`` and must see the whole map.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(H, W, C)`` of the images when ``X`` holds them as rows of
+        ``H * W * C`` features (channels last). ``None``: taken from ``X`` when it is given as
+        ``(n, H, W)`` or ``(n, H, W, C)``, otherwise square single-channel images when
+        ``n_features`` is a perfect square, otherwise rows are treated as ``1 x 1`` images.
     max_iter : int, default=20
         Maximum number of epochs (passes over the data).
     batch_size : int or "auto", default="auto"
@@ -80,6 +90,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         re-initialising (the learning-rate schedule restarts).
     verbose : int, default=0
         Print one progress line per epoch when positive.
+    transform_layer : int, default=-1
+        Index into ``layers_`` of the layer whose output ``transform`` returns (flattened):
+        ``-1`` is the top GMM's responsibilities; e.g. ``2`` is the pooled first-layer
+        responsibilities of ``"C"``, the paper's linear read-out.
 
     Attributes
     ----------
@@ -87,6 +101,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         The fitted torch engine.
     layers_ : tuple
         The resolved layer specs.
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the training images.
     device_ : torch.device
         The device the model lives on.
     n_features_in_ : int
@@ -127,7 +143,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "layers": [StrOptions({"auto", "flat"}), list, tuple],
+        "layers": [str, list, tuple],
+        "image_shape": [tuple, list, None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -139,6 +156,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
+        "transform_layer": [Integral],
     }
 
     def __init__(
@@ -146,6 +164,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         n_components: int = 10,
         *,
         layers="auto",
+        image_shape=None,
         max_iter: int = 20,
         batch_size="auto",
         learning_rate: float = 0.1,
@@ -157,9 +176,11 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         random_state=None,
         warm_start: bool = False,
         verbose: int = 0,
+        transform_layer: int = -1,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
+        self.image_shape = image_shape
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -171,6 +192,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.transform_layer = transform_layer
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMM:
@@ -190,15 +212,15 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         """
         self._validate_params()
         continuing = self.warm_start and hasattr(self, "module_")
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=not continuing)
-        n_samples, n_features = X.shape
+        X, image_shape = self._validate_images(X, reset=not continuing)
+        n_samples = X.shape[0]
         if n_samples < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components but got "
                 f"n_components = {self.n_components}, n_samples = {n_samples}"
             )
         device = resolve_device(self.device)
-        specs = resolve_layers(self.layers, n_features)
+        specs = resolve_layers(self.layers, image_shape)
         if self.batch_size == "auto":
             batch_size = min(n_samples, max(10, min(100, n_samples // 100)))
         else:
@@ -220,10 +242,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,
+            waits=tuple(spec.wait for spec in specs if isinstance(spec, GMM)),
         )
         rng = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(_MAX_SEED)))
-        input_shape = (1, 1, n_features)
         if continuing:
             if self.layers_ != specs or self.module_.top.n_components != self.n_components:
                 raise ValueError(
@@ -231,12 +253,14 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                 )
             stack = copy.deepcopy(self.module_).to(device)  # the old model stays intact on error
         else:
-            stack = build_stack(specs, input_shape, self.n_components, generator).to(device)
-        data = to_tensor(X, device, torch.float32).view(n_samples, *self._flat_positions(stack))
+            stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
+        _check_transform_layer(self.transform_layer, len(stack.layers))
+        data = to_tensor(X, device, torch.float32).view(n_samples, *_positions(image_shape))
         result = train(stack, data, config, generator)
 
         self.module_ = stack
         self.layers_ = specs
+        self.image_shape_ = image_shape
         self.device_ = device
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
@@ -259,27 +283,61 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         """
         return self.fit(X).predict(X)
 
-    # ------------------------------------------------------------------ inference
-    @staticmethod
-    def _flat_positions(stack) -> tuple[int, int]:
-        h, w, d = stack.input_shape
-        return (h * w, d)
+    # ------------------------------------------------------------------ input
+    def _validate_images(self, X, *, reset: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """Validate ``X`` as rows; return them with the image shape ``(H, W, C)``."""
+        nd_shape = None
+        if getattr(X, "ndim", 2) in (3, 4) and hasattr(X, "reshape"):
+            nd_shape = tuple(int(v) for v in X.shape[1:])
+            X = X.reshape(X.shape[0], -1)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+        n_features = X.shape[1]
+        if not reset:
+            image_shape = self.image_shape_
+            if nd_shape is not None and _as_hwc(nd_shape) != image_shape:
+                raise ValueError(
+                    f"X has images of shape {nd_shape}, but {type(self).__name__} was fitted "
+                    f"on images of shape {image_shape}."
+                )
+            return X, image_shape
+        if self.image_shape is not None:
+            image_shape = _as_hwc(self.image_shape, "image_shape")
+            if nd_shape is not None and _as_hwc(nd_shape) != image_shape:
+                raise ValueError(
+                    f"image_shape={self.image_shape} does not match X's images of shape {nd_shape}."
+                )
+        elif nd_shape is not None:
+            image_shape = _as_hwc(nd_shape)
+        else:
+            side = math.isqrt(n_features)
+            image_shape = (side, side, 1) if side * side == n_features else (1, 1, n_features)
+        if math.prod(image_shape) != n_features:
+            raise ValueError(
+                f"image_shape={self.image_shape} has {math.prod(image_shape)} pixel values but X "
+                f"has {n_features} features."
+            )
+        return X, image_shape
 
+    # ------------------------------------------------------------------ inference
     def _inference(self, X, fn) -> np.ndarray:
-        """Validate ``X`` and apply ``fn(stack, x_chunk)`` over fixed-size chunks."""
+        """Validate ``X`` and apply ``fn(stack, x_chunk)`` over memory-bounded chunks."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X, image_shape = self._validate_images(X, reset=False)
         stack = self.module_
         dtype = torch.float32
         if self.device_.type == "cpu":
             # float64 on the CPU: results independent of how rows are batched.
             stack, dtype = copy.deepcopy(stack).double(), torch.float64
+        itemsize = torch.finfo(dtype).bits // 8
+        # The largest activation, counted three times (input, log-scores, output of a layer).
+        largest = max([math.prod(image_shape)] + [math.prod(m.output_shape) for m in stack.layers])
+        chunk = max(1, min(X.shape[0], _INFERENCE_BYTES // (3 * itemsize * largest)))
         outputs = []
         with torch.no_grad():
-            for start in range(0, X.shape[0], _INFERENCE_CHUNK):
-                chunk = to_tensor(X[start : start + _INFERENCE_CHUNK], self.device_, dtype)
-                chunk = chunk.view(chunk.shape[0], *self._flat_positions(stack))
-                outputs.append(fn(stack, chunk).double().cpu().numpy())
+            for start in range(0, X.shape[0], chunk):
+                rows = to_tensor(X[start : start + chunk], self.device_, dtype)
+                rows = rows.view(rows.shape[0], *_positions(image_shape))
+                outputs.append(fn(stack, rows).double().cpu().numpy())
         return np.concatenate(outputs, axis=0)
 
     def predict_proba(self, X) -> np.ndarray:
@@ -294,7 +352,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         proba : ndarray of shape (n_samples, n_components)
             Posterior probability of every component; rows sum to 1.
         """
-        return self._inference(X, lambda stack, x: stack(x).mean(dim=1))
+        return self._inference(X, lambda stack, x: stack(x)[:, 0])
 
     def predict(self, X) -> np.ndarray:
         """Top-layer component (cluster) of every sample.
@@ -310,7 +368,11 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         return self.predict_proba(X).argmax(axis=1)
 
     def transform(self, X) -> np.ndarray:
-        """Features for downstream estimators: the top layer's responsibilities.
+        """Features for downstream estimators: the output of layer ``transform_layer``.
+
+        By default the top layer's responsibilities (equal to ``predict_proba``); with a lower
+        layer, its responsibilities (or pooled responsibilities) at every position, flattened
+        position-major.
 
         Parameters
         ----------
@@ -318,9 +380,11 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_components)
+        features : ndarray of shape (n_samples, n_features_out)
         """
-        return self.predict_proba(X)
+        check_is_fitted(self)
+        index = _check_transform_layer(self.transform_layer, len(self.module_.layers))
+        return self._inference(X, lambda stack, x: stack(x, upto=index).flatten(1))
 
     def score_samples(self, X) -> np.ndarray:
         """Exact log-likelihood of every sample under the top GMM layer.
@@ -377,7 +441,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         generator = torch.Generator(device=self.device_).manual_seed(seed)
         with torch.no_grad():
             x, components = self.module_.sample(int(n_samples), generator=generator)
-        X = x.reshape(n_samples, -1).double().cpu().numpy()
+        X = x.reshape(n_samples, -1).double().cpu().numpy()  # rows of H * W * C, channels last
         return X, components[:, 0].cpu().numpy().astype(np.int64)
 
     # ------------------------------------------------------------------ fitted views
@@ -410,7 +474,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
     @property
     def _n_features_out(self) -> int:
-        return self.module_.top.n_components
+        index = _check_transform_layer(self.transform_layer, len(self.module_.layers))
+        return math.prod(self.module_.layers[index].output_shape)
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self) -> dict:
@@ -419,7 +484,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         if module is not None:
             # CPU tensors and the specs only, so a model fitted on a GPU loads on any machine.
             state["_module_state"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-            state["_module_geometry"] = (tuple(module.input_shape), module.top.n_components)
+            state["_module_geometry"] = module.top.n_components
             state["device_"] = str(state["device_"])
         return state
 
@@ -438,8 +503,30 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                     stacklevel=2,
                 )
                 device = torch.device("cpu")
-            input_shape, n_components = geometry
-            stack = build_stack(self.layers_, input_shape, n_components, torch.Generator())
+            stack = build_stack(self.layers_, self.image_shape_, geometry, torch.Generator())
             stack.load_state_dict(module_state)
             self.module_ = stack.to(device).eval()
             self.device_ = device
+
+
+def _as_hwc(shape, name: str = "image shape") -> tuple[int, int, int]:
+    """``(H, W)`` or ``(H, W, C)`` -> ``(H, W, C)``, validated."""
+    shape = tuple(shape)
+    if len(shape) not in (2, 3) or not all(
+        isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in shape
+    ):
+        raise ValueError(f"{name} must be (H, W) or (H, W, C) with positive ints, got {shape!r}.")
+    return tuple(int(v) for v in shape) + ((1,) if len(shape) == 2 else ())
+
+
+def _positions(image_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """The engine's layout of an image: ``(L, D) = (H * W, C)``."""
+    return (image_shape[0] * image_shape[1], image_shape[2])
+
+
+def _check_transform_layer(index: int, n_layers: int) -> int:
+    if not -n_layers <= index < n_layers:
+        raise ValueError(
+            f"transform_layer={index} is out of range for a model of {n_layers} layers."
+        )
+    return index % n_layers

@@ -37,6 +37,7 @@ class TrainingConfig:
     tol: float = 1e-4
     n_iter_no_change: int = 5
     verbose: int = 0
+    waits: tuple[float, ...] = ()  # per GMM layer: fraction of the planned steps spent frozen
 
 
 @dataclass
@@ -84,7 +85,14 @@ def train(
     batch_size = min(config.batch_size, n_samples)
     n_batches = math.ceil(n_samples / batch_size)
     layers = stack.gmm_layers
-    schedules = [_make_schedule(layer, config, config.max_iter * n_batches) for layer in layers]
+    n_steps = config.max_iter * n_batches
+    waits = config.waits or (0.0,) * len(layers)
+    if len(waits) != len(layers):
+        raise ValueError(f"Got {len(waits)} waits for {len(layers)} GMM layers.")
+    first_steps = [int(w * n_steps) for w in waits]  # a layer learns from this step on
+    schedules = [
+        _make_schedule(layer, config, n_steps - first) for layer, first in zip(layers, first_steps)
+    ]
     optimizers = [
         torch.optim.SGD(layer.param_groups(config.learning_rate), lr=config.learning_rate)
         for layer in layers
@@ -92,6 +100,7 @@ def train(
     result = TrainingResult()
     best_loss, no_improvement = math.inf, 0
     stack.train()
+    step = 0
     for epoch in range(config.max_iter):
         tic = time.perf_counter()
         # Shuffle on the CPU generator (same order on every device), then move the indices once.
@@ -102,8 +111,16 @@ def train(
             losses = stack.training_losses(batch)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
-            (-torch.stack(losses).sum()).backward()
-            for layer, optimizer, schedule, loss in zip(layers, optimizers, schedules, losses):
+            active = [step >= first for first in first_steps]
+            objective = sum(loss for loss, on in zip(losses, active) if on)
+            if torch.is_tensor(objective):  # at least one layer is learning
+                (-objective).backward()
+            step += 1
+            for layer, optimizer, schedule, loss, on in zip(
+                layers, optimizers, schedules, losses, active
+            ):
+                if not on:
+                    continue
                 optimizer.step()
                 layer.project_()
                 sigma, learning_rate = schedule.step(loss.detach())

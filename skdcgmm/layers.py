@@ -13,9 +13,83 @@ from dataclasses import dataclass
 
 import torch
 
-from .nn import DCGMMStack, GMMLayer
+from .nn import DCGMMStack, Folding, GMMLayer, Pooling
 
-__all__ = ["GMM", "PRESETS", "build_stack", "resolve_layers"]
+__all__ = ["GMM", "PRESETS", "Fold", "Pool", "build_stack", "resolve_layers"]
+
+
+def _pair(value, name: str) -> tuple[int, int] | None:
+    """``int`` or ``(int, int)`` (or None) -> ``(int, int)`` (or None), validated."""
+    if value is None:
+        return None
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(pair, tuple | list)
+        or len(pair) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
+    ):
+        raise ValueError(f"{name} must be an int >= 1 or a pair of them, got {value!r}.")
+    return (int(pair[0]), int(pair[1]))
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Patch extraction: the convolution of a DCGMM.
+
+    Parameters
+    ----------
+    patch : int, (int, int) or None, default=None
+        Patch height and width. ``None`` takes the whole input map as one patch (use it before
+        the top GMM). Patches larger than the map are shrunk to the map ("adapted to the
+        input size").
+    stride : int, (int, int) or None, default=None
+        Step between patches; ``None`` means non-overlapping (stride = patch).
+    """
+
+    patch: int | tuple[int, int] | None = None
+    stride: int | tuple[int, int] | None = None
+
+    def validate(self, *, top: bool = False) -> None:
+        _pair(self.patch, "Fold patch")
+        _pair(self.stride, "Fold stride")
+
+    def build(self, input_shape: tuple[int, int, int], n_components, generator) -> Folding:
+        h, w, _ = input_shape
+        patch = _pair(self.patch, "Fold patch") or (h, w)
+        patch = (min(patch[0], h), min(patch[1], w))
+        stride = _pair(self.stride, "Fold stride") or patch
+        return Folding(input_shape, patch, stride)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Max (or average) pooling of a GMM layer's responsibilities over positions.
+
+    Parameters
+    ----------
+    kernel : int or (int, int), default=2
+        Window size, shrunk to the map where larger.
+    stride : int, (int, int) or None, default=None
+        Step between windows; ``None`` means the kernel size.
+    mode : {"max", "avg"}, default="max"
+    """
+
+    kernel: int | tuple[int, int] = 2
+    stride: int | tuple[int, int] | None = None
+    mode: str = "max"
+
+    def validate(self, *, top: bool = False) -> None:
+        _pair(self.kernel, "Pool kernel")
+        _pair(self.stride, "Pool stride")
+        if self.mode not in ("max", "avg"):
+            raise ValueError(f"Pool mode must be 'max' or 'avg', got {self.mode!r}.")
+
+    def build(self, input_shape: tuple[int, int, int], n_components, generator) -> Pooling:
+        h, w, _ = input_shape
+        kernel = _pair(self.kernel, "Pool kernel")
+        kernel = (min(kernel[0], h), min(kernel[1], w))
+        stride = _pair(self.stride, "Pool stride") or kernel
+        return Pooling(input_shape, kernel, stride, self.mode)
 
 
 @dataclass(frozen=True)
@@ -42,6 +116,9 @@ class GMM:
         ``benchmarks/bench_flat_vs_sklearn.py`` (test log-likelihood on MNIST).
     sigma0 : float or None, default=None
         Initial annealing radius; ``None`` means ``0.25 * sqrt(2 K)``.
+    wait : float in [0, 1), default=0.0
+        Fraction of the planned training steps during which the layer stays frozen (it still
+        forwards), so that higher layers start on settled inputs (method §2.11).
     """
 
     n_components: int | None = None
@@ -52,8 +129,9 @@ class GMM:
     lr_precisions: float = 10.0
     lr_weights: float = 0.2
     sigma0: float | None = None
+    wait: float = 0.0
 
-    def validate(self, *, top: bool) -> None:
+    def validate(self, *, top: bool = False) -> None:
         k = self.n_components
         if k is None and not top:
             raise ValueError("Only the top GMM may leave n_components=None.")
@@ -73,6 +151,8 @@ class GMM:
             isinstance(self.sigma0, (int, float)) and math.isfinite(self.sigma0) and self.sigma0 > 0
         ):
             raise ValueError(f"GMM sigma0 must be None or a number > 0, got {self.sigma0!r}.")
+        if not (isinstance(self.wait, int | float) and 0 <= self.wait < 1):
+            raise ValueError(f"GMM wait must be a number in [0, 1), got {self.wait!r}.")
 
     def build(
         self, input_shape: tuple[int, int, int], n_components: int, generator: torch.Generator
@@ -89,15 +169,64 @@ class GMM:
         )
 
 
-#: Named architectures. ``"flat"`` is one GMM over the whole input; ``"auto"`` resolves to it
-#: until convolutional presets exist.
-PRESETS: dict[str, tuple] = {"flat": (GMM(),)}
+#: Named architectures (method §13), adapted to the input: ``Fold()`` before the top GMM covers
+#: the whole remaining map and patches larger than a map shrink to it. The top GMM takes the
+#: estimator's ``n_components``. ``"flat"`` (= ``"A"``) is one GMM over the whole input (any data).
+PRESETS: dict[str, tuple] = {
+    "flat": (Fold(), GMM()),
+    "A": (Fold(), GMM()),
+    "B": (Fold(8, 2), GMM(49), Fold(), GMM(wait=0.1)),
+    "C": (Fold(8, 1), GMM(25), Pool(2), Fold(), GMM(wait=0.1)),
+    "D": (
+        Fold(3, 1),
+        GMM(25),
+        Pool(2),
+        Fold(4, 1),
+        GMM(25, wait=0.1),
+        Pool(2),
+        Fold(),
+        GMM(wait=0.2),
+    ),
+    "E": (Fold(3, 1), GMM(25), Fold(4, 2), GMM(25, wait=0.1), Fold(), GMM(wait=0.2)),
+    "F": (
+        Fold(3, 1),
+        GMM(25, lr_weights=0.0),
+        Fold(4, 2),
+        GMM(25, lr_weights=0.0, wait=0.1),
+        Fold(4, 2),
+        GMM(25, lr_weights=0.0, wait=0.2),
+        Fold(),
+        GMM(lr_weights=0.0, wait=0.3),
+    ),
+    # G with the reference's stride typo fixed (third pooling 2x2, stride 2 in both axes).
+    "G": (
+        Fold(3, 1),
+        GMM(25, lr_weights=0.0),
+        Pool(2),
+        Fold(3, 1),
+        GMM(25, lr_weights=0.0, wait=0.1),
+        Pool(2),
+        Fold(3, 1),
+        GMM(25, lr_weights=0.0, wait=0.2),
+        Pool(2, 2),
+        Fold(),
+        GMM(lr_weights=0.0, wait=0.3),
+    ),
+}
+#: ``layers="auto"``: ``"C"`` for images of at least 16x16, this stack for 8x8 up to 16x16
+#: (8x8 patches would cover such images whole), ``"flat"`` below 8x8 and for tabular data.
+SMALL_IMAGE_LAYERS = (Fold(3, 1), GMM(25), Pool(2), Fold(), GMM(wait=0.1))
+_SPEC_TYPES = (Fold, GMM, Pool)
 
 
-def resolve_layers(layers: str | Sequence, n_features: int) -> tuple:
+def resolve_layers(layers: str | Sequence, image_shape: tuple[int, int, int]) -> tuple:
     """Turn ``layers`` (a preset name or a sequence of specs) into a validated spec tuple."""
     if isinstance(layers, str):
-        name = "flat" if layers == "auto" else layers
+        name, side = layers, min(image_shape[:2])
+        if layers == "auto":
+            name = "C" if side >= 16 else "small" if side >= 8 else "flat"
+        if name == "small":
+            return SMALL_IMAGE_LAYERS
         if name not in PRESETS:
             raise ValueError(
                 f"Unknown layers preset {layers!r}; choose one of {[*sorted(PRESETS), 'auto']} "
@@ -109,11 +238,14 @@ def resolve_layers(layers: str | Sequence, n_features: int) -> tuple:
         if not specs:
             raise ValueError("layers must contain at least one layer spec, got an empty sequence.")
     for i, spec in enumerate(specs):
-        if not isinstance(spec, GMM):
+        if not isinstance(spec, _SPEC_TYPES):
             raise TypeError(
-                f"layers[{i}] must be a layer spec such as skdcgmm.layers.GMM(), got {spec!r}."
+                f"layers[{i}] must be a layer spec (skdcgmm.layers.Fold, GMM or Pool), "
+                f"got {spec!r}."
             )
         spec.validate(top=i == len(specs) - 1)
+    if not isinstance(specs[-1], GMM):
+        raise ValueError(f"The last layer must be a GMM spec, got {specs[-1]!r}.")
     return specs
 
 
@@ -132,8 +264,18 @@ def build_stack(
         )
     modules, shape = [], tuple(input_shape)
     for i, spec in enumerate(specs):
-        k = n_components if i == len(specs) - 1 else spec.n_components
-        module = spec.build(shape, k, generator)
+        k = n_components if i == len(specs) - 1 else getattr(spec, "n_components", None)
+        try:
+            module = spec.build(shape, k, generator)
+        except ValueError as exc:
+            raise ValueError(
+                f"layers[{i}] = {spec!r} does not fit its input {shape}: {exc}"
+            ) from exc
         modules.append(module)
         shape = module.output_shape
+    if shape[:2] != (1, 1):
+        raise ValueError(
+            f"The top GMM sees a {shape[0]}x{shape[1]} map; it must see one position so that "
+            "every image gets one cluster. End the layers with Fold() (the whole map) before it."
+        )
     return DCGMMStack(modules)

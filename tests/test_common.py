@@ -3,12 +3,13 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skdcgmm import GMM, DeepConvGMM
+from skdcgmm.layers import Fold
 
 ESTIMATORS = [
     DeepConvGMM(),
     DeepConvGMM(
         n_components=3,
-        layers=(GMM(min_variance=0.01, lr_precisions=1.0),),
+        layers=(Fold(), GMM(min_variance=0.01, lr_precisions=1.0)),
         max_iter=4,
         batch_size=8,
         annealing="plateau",

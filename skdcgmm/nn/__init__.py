@@ -4,7 +4,9 @@ This subpackage depends on torch only; it knows nothing of scikit-learn.
 """
 
 from .annealing import PlateauSchedule, TimeSchedule
+from .folding import Folding
 from .gmm import GMMLayer
+from .pooling import Pooling
 from .stack import DCGMMStack
 
-__all__ = ["DCGMMStack", "GMMLayer", "PlateauSchedule", "TimeSchedule"]
+__all__ = ["DCGMMStack", "Folding", "GMMLayer", "PlateauSchedule", "Pooling", "TimeSchedule"]

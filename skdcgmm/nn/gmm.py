@@ -198,3 +198,13 @@ class GMMLayer(nn.Module):
         std = 1.0 / self.precisions[pos, components]  # (n, L, D)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + std * noise
+
+    def topdown(self, control: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Sample this layer's input from a top-down control ``(n, L, K)`` (method §8).
+
+        The control (e.g. responsibilities folded back from the layer above; negative noise is
+        clipped) selects one component per position, whose Gaussian is then sampled:
+        ``(n, L, K) -> (n, L, D)``.
+        """
+        components = self.sample_components(control.shape[0], control.clamp_min(0), generator)
+        return self.sample_vectors(components, generator)

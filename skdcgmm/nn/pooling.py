@@ -1,0 +1,87 @@
+"""Pooling over the positions of a GMM layer's responsibilities (method §5).
+
+Windows may hang over the border (``ceil_mode``); out-of-grid entries are ignored. Outputs are
+not renormalised. Top-down, every input position receives the value of the pooled cell it
+belongs to (dense nearest-neighbour upsampling).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["Pooling", "pooled_size"]
+
+
+def pooled_size(size: int, kernel: int, stride: int) -> int:
+    """Output length of a ``ceil_mode`` pooling (PyTorch's rule: the last window starts inside)."""
+    if kernel < 1 or stride < 1:
+        raise ValueError(f"Pooling kernel and stride must be >= 1, got {kernel} and {stride}.")
+    if kernel > size:
+        raise ValueError(f"Pooling kernel {kernel} is larger than its input size {size}.")
+    out = math.ceil((size - kernel) / stride) + 1
+    if (out - 1) * stride >= size:
+        out -= 1
+    return out
+
+
+class Pooling(nn.Module):
+    """Max or average pooling of ``(N, H*W, K)`` maps.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(H, W, K)``.
+    kernel, stride : tuple of int
+        Window size and step ``(kY, kX)``, ``(sY, sX)``.
+    mode : {"max", "avg"}
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        mode: str = "max",
+    ) -> None:
+        super().__init__()
+        if mode not in ("max", "avg"):
+            raise ValueError(f"Pooling mode must be 'max' or 'avg', got {mode!r}.")
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.kernel = tuple(int(v) for v in kernel)
+        self.stride = tuple(int(v) for v in stride)
+        self.mode = mode
+        h, w, k = self.input_shape
+        self.output_shape = (
+            pooled_size(h, self.kernel[0], self.stride[0]),
+            pooled_size(w, self.kernel[1], self.stride[1]),
+            k,
+        )
+
+    def extra_repr(self) -> str:
+        shapes = f"input_shape={self.input_shape}, kernel={self.kernel}, stride={self.stride}"
+        return f"{shapes}, {self.mode}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w, k = self.input_shape
+        if x.dim() != 3 or tuple(x.shape[1:]) != (h * w, k):
+            raise ValueError(f"Pooling expects shape (N, {h * w}, {k}), got {tuple(x.shape)}.")
+        n = x.shape[0]
+        img = x.view(n, h, w, k).permute(0, 3, 1, 2)  # (N, K, H, W)
+        if self.mode == "max":
+            out = F.max_pool2d(img, self.kernel, self.stride, ceil_mode=True)
+        else:
+            out = F.avg_pool2d(img, self.kernel, self.stride, ceil_mode=True)
+        return out.permute(0, 2, 3, 1).reshape(n, -1, k)  # (N, H'*W', K)
+
+    def topdown(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Dense upsampling ``(n, H'*W', K) -> (n, H*W, K)``: positions take their cell's value."""
+        (h, w, k), (ho, wo, _) = self.input_shape, self.output_shape
+        n = x.shape[0]
+        rows = torch.clamp(torch.arange(h, device=x.device) // self.stride[0], max=ho - 1)
+        cols = torch.clamp(torch.arange(w, device=x.device) // self.stride[1], max=wo - 1)
+        grid = x.view(n, ho, wo, k)[:, rows][:, :, cols]  # (n, H, W, K)
+        return grid.reshape(n, h * w, k)
