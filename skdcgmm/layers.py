@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from .nn import DCGMMStack, Folding, GMMLayer, Pooling
+from .nn.folding import folding_output_shape
+from .nn.pooling import pooled_size
 
 __all__ = ["GMM", "PRESETS", "Fold", "Pool", "build_stack", "resolve_layers"]
 
@@ -40,8 +42,8 @@ class Fold:
     ----------
     patch : int, (int, int) or None, default=None
         Patch height and width. ``None`` takes the whole input map as one patch (use it before
-        the top GMM). Patches larger than the map are shrunk to the map ("adapted to the
-        input size").
+        the top GMM). A patch larger than its map is an error, except in named presets, which
+        are adapted to the image size.
     stride : int, (int, int) or None, default=None
         Step between patches; ``None`` means non-overlapping (stride = patch).
     """
@@ -54,11 +56,17 @@ class Fold:
         _pair(self.stride, "Fold stride")
 
     def build(self, input_shape: tuple[int, int, int], n_components, generator) -> Folding:
+        patch = _pair(self.patch, "Fold patch") or tuple(input_shape[:2])
+        stride = _pair(self.stride, "Fold stride") or patch
+        return Folding(input_shape, patch, stride)
+
+    def adapt(self, input_shape: tuple[int, int, int]) -> Fold:
+        """This spec with patch and stride shrunk to fit a ``(H, W, C)`` map."""
         h, w, _ = input_shape
         patch = _pair(self.patch, "Fold patch") or (h, w)
         patch = (min(patch[0], h), min(patch[1], w))
         stride = _pair(self.stride, "Fold stride") or patch
-        return Folding(input_shape, patch, stride)
+        return Fold(patch, (min(stride[0], h), min(stride[1], w)))
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ class Pool:
     Parameters
     ----------
     kernel : int or (int, int), default=2
-        Window size, shrunk to the map where larger.
+        Window size (no larger than the map, except in presets, which shrink it).
     stride : int, (int, int) or None, default=None
         Step between windows; ``None`` means the kernel size.
     mode : {"max", "avg"}, default="max"
@@ -85,11 +93,16 @@ class Pool:
             raise ValueError(f"Pool mode must be 'max' or 'avg', got {self.mode!r}.")
 
     def build(self, input_shape: tuple[int, int, int], n_components, generator) -> Pooling:
-        h, w, _ = input_shape
         kernel = _pair(self.kernel, "Pool kernel")
-        kernel = (min(kernel[0], h), min(kernel[1], w))
         stride = _pair(self.stride, "Pool stride") or kernel
         return Pooling(input_shape, kernel, stride, self.mode)
+
+    def adapt(self, input_shape: tuple[int, int, int]) -> Pool:
+        """This spec with the window shrunk to fit a ``(H, W, K)`` map."""
+        h, w, _ = input_shape
+        kernel = _pair(self.kernel, "Pool kernel")
+        stride = _pair(self.stride, "Pool stride") or kernel
+        return Pool((min(kernel[0], h), min(kernel[1], w)), stride, self.mode)
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,9 @@ class GMM:
             raise ValueError(f"GMM sigma0 must be None or a number > 0, got {self.sigma0!r}.")
         if not (isinstance(self.wait, int | float) and 0 <= self.wait < 1):
             raise ValueError(f"GMM wait must be a number in [0, 1), got {self.wait!r}.")
+
+    def adapt(self, input_shape: tuple[int, int, int]) -> GMM:
+        return self
 
     def build(
         self, input_shape: tuple[int, int, int], n_components: int, generator: torch.Generator
@@ -225,18 +241,18 @@ def resolve_layers(layers: str | Sequence, image_shape: tuple[int, int, int]) ->
         name, side = layers, min(image_shape[:2])
         if layers == "auto":
             name = "C" if side >= 16 else "small" if side >= 8 else "flat"
-        if name == "small":
-            return SMALL_IMAGE_LAYERS
-        if name not in PRESETS:
+        if name != "small" and name not in PRESETS:
             raise ValueError(
                 f"Unknown layers preset {layers!r}; choose one of {[*sorted(PRESETS), 'auto']} "
                 "or pass a sequence of layer specs."
             )
-        specs = PRESETS[name]
+        return _adapt(SMALL_IMAGE_LAYERS if name == "small" else PRESETS[name], image_shape)
     else:
         specs = tuple(layers)
         if not specs:
             raise ValueError("layers must contain at least one layer spec, got an empty sequence.")
+    if not isinstance(specs[-1], GMM):
+        raise ValueError(f"The last layer must be a GMM spec, got {specs[-1]!r}.")
     for i, spec in enumerate(specs):
         if not isinstance(spec, _SPEC_TYPES):
             raise TypeError(
@@ -244,9 +260,26 @@ def resolve_layers(layers: str | Sequence, image_shape: tuple[int, int, int]) ->
                 f"got {spec!r}."
             )
         spec.validate(top=i == len(specs) - 1)
-    if not isinstance(specs[-1], GMM):
-        raise ValueError(f"The last layer must be a GMM spec, got {specs[-1]!r}.")
     return specs
+
+
+def _adapt(specs: tuple, image_shape: tuple[int, int, int]) -> tuple:
+    """Concrete specs of a preset for images of ``image_shape``: every window fits its map."""
+    adapted, shape = [], tuple(image_shape)
+    for spec in specs:
+        spec = spec.adapt(shape)
+        adapted.append(spec)
+        if isinstance(spec, Fold):
+            shape = folding_output_shape(shape, spec.patch, spec.stride)
+        elif isinstance(spec, Pool):
+            shape = (
+                pooled_size(shape[0], spec.kernel[0], spec.stride[0]),
+                pooled_size(shape[1], spec.kernel[1], spec.stride[1]),
+                shape[2],
+            )
+        else:
+            shape = (shape[0], shape[1], spec.n_components or 1)
+    return tuple(adapted)
 
 
 def build_stack(

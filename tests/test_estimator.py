@@ -254,3 +254,76 @@ def test_mnist_subset_beats_flat_em_on_held_out_likelihood(mnist_subset):
     em = GaussianMixture(10, covariance_type="diag", reg_covar=0.05, random_state=0).fit(X)
     assert ours.score(Xt) > em.score(Xt)
     assert clustering_accuracy(yt, ours.predict(Xt)) > 0.4
+
+
+# ---------------------------------------------------------------------- images and deep stacks
+def _images(n=120, h=10, w=10, c=1, seed=0):
+    """Bars: vertical or horizontal strokes at random offsets, in [0, 1]."""
+    rng = np.random.RandomState(seed)
+    X = np.zeros((n, h, w, c))
+    y = rng.randint(0, 2, n)
+    for i in range(n):
+        pos = rng.randint(1, min(h, w) - 1)
+        if y[i]:
+            X[i, :, pos] = 1.0
+        else:
+            X[i, pos, :] = 1.0
+    return X + 0.05 * rng.rand(*X.shape), y
+
+
+def test_image_layouts_give_the_same_model():
+    X4, _ = _images(c=2)
+    params = {"n_components": 2, "max_iter": 2, "random_state": 0, "layers": "auto"}
+    a = DeepConvGMM(**params).fit(X4)
+    b = DeepConvGMM(**params, image_shape=(10, 10, 2)).fit(X4.reshape(len(X4), -1))
+    assert a.image_shape_ == b.image_shape_ == (10, 10, 2)
+    assert a.n_features_in_ == 200 and len(a.layers_) == 5  # the small convolutional stack
+    assert_allclose(a.score_samples(X4), b.score_samples(X4.reshape(len(X4), -1)))
+    X3, _ = _images()
+    c = DeepConvGMM(**params).fit(X3[..., 0])  # (n, H, W)
+    assert c.image_shape_ == (10, 10, 1)
+    d = DeepConvGMM(**params).fit(X3.reshape(len(X3), -1))  # square rows inferred
+    assert d.image_shape_ == (10, 10, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, X_shape, match",
+    [
+        ({"image_shape": (10, 11)}, (20, 100), "110 pixel values"),
+        ({"image_shape": (10, 10, 0)}, (20, 100), "image_shape must be"),
+        ({"image_shape": (5, 20)}, (20, 10, 10), "does not match"),
+        ({"transform_layer": 7}, (20, 100), "transform_layer=7"),
+    ],
+)
+def test_bad_image_parameters(kwargs, X_shape, match):
+    with pytest.raises(ValueError, match=match):
+        DeepConvGMM(2, max_iter=1, **kwargs).fit(np.random.RandomState(0).rand(*X_shape))
+
+
+def test_predict_on_images_of_another_shape_is_rejected():
+    X, _ = _images()
+    model = DeepConvGMM(2, max_iter=1, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="fitted on images of shape"):
+        model.predict(X.reshape(len(X), 100, 1, 1))
+
+
+def test_deep_model_clusters_bars_and_transforms_any_layer():
+    X, y = _images(n=300)
+    model = DeepConvGMM(2, max_iter=10, random_state=0).fit(X)
+    assert clustering_accuracy(y, model.predict(X)) > 0.9
+    assert model.transform(X).shape == (300, 2)
+    model.set_params(transform_layer=2)  # pooled first-layer responsibilities: 4 x 4 x 25
+    features = model.transform(X)
+    assert features.shape == (300, 400) and model.get_feature_names_out().shape == (400,)
+    assert features.min() >= 0 and features.max() <= 1 + 1e-12
+    samples, comps = model.sample(7)
+    assert samples.shape == (7, 100) and comps.shape == (7,) and np.isfinite(samples).all()
+
+
+def test_inference_in_small_chunks_gives_identical_results(monkeypatch):
+    X, _ = _images(n=50)
+    model = DeepConvGMM(2, max_iter=2, random_state=0).fit(X)
+    full = model.score_samples(X), model.predict_proba(X)
+    monkeypatch.setattr("skdcgmm._estimator._INFERENCE_BYTES", 1)  # one image per chunk
+    assert_allclose(model.score_samples(X), full[0], rtol=1e-12)
+    assert_allclose(model.predict_proba(X), full[1], rtol=1e-12)

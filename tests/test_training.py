@@ -85,3 +85,28 @@ def test_same_generator_seed_gives_identical_training():
             train(stack, X, _config(max_iter=3), torch.Generator().manual_seed(5)).loss_curve
         )
     assert curves[0] == curves[1]
+
+
+def test_waiting_layer_learns_only_after_its_wait(monkeypatch):
+    from skdcgmm.nn import Folding
+
+    g = torch.Generator().manual_seed(0)
+    lower = GMMLayer((2, 2, 3), 4, generator=g)
+    stack = DCGMMStack(
+        [lower, Folding((2, 2, 4), (2, 2), (2, 2)), GMMLayer((1, 1, 16), 2, generator=g)]
+    )
+    X = torch.rand(100, 4, 3, generator=g)
+    updates = {id(lower): 0, id(stack.top): 0}
+    original = GMMLayer.project_
+
+    def counting(self):
+        updates[id(self)] += 1
+        original(self)
+
+    monkeypatch.setattr(GMMLayer, "project_", counting)
+    sigma0 = float(stack.top.sigma)
+    train(stack, X, _config(max_iter=2, batch_size=10, waits=(0.0, 0.5)), g)
+    assert updates == {id(lower): 20, id(stack.top): 10}  # 20 steps; the top waits for 10
+    assert float(stack.top.sigma) < sigma0  # and anneals within its own 10 steps
+    with pytest.raises(ValueError, match="waits"):
+        train(stack, X, _config(waits=(0.0,)), g)

@@ -1,0 +1,90 @@
+"""Helpers shared by the benchmark scripts: data, baselines, step budgets, results files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from skdcgmm import DeepConvGMM
+from skdcgmm.datasets import load_fashion_mnist, load_mnist
+
+RESULTS = Path(__file__).parent / "results"
+LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
+#: reg_covar grid of the GaussianMixture baseline; the best value on held-out data is kept.
+REG_GRID = (0.01, 0.05, 0.1)
+
+
+def load(name: str):
+    """``(X_train, y_train, X_test, y_test)`` of a data set, pixels in [0, 1]."""
+    X, y = LOADERS[name]("train")
+    Xt, yt = LOADERS[name]("test")
+    return X, y, Xt, yt
+
+
+def hardware() -> dict:
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def epochs_for(n_samples: int, steps: int) -> int:
+    """Epochs giving at least ``steps`` SGD steps with the default ``batch_size="auto"``."""
+    batch = min(n_samples, max(10, min(100, n_samples // 100)))
+    return max(1, math.ceil(steps * batch / n_samples))
+
+
+def fit_timed(model, X):
+    tic = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    return model, time.perf_counter() - tic
+
+
+def best_gaussian_mixture(k: int, X, X_val, seed: int = 0):
+    """GaussianMixture(diag) with the reg_covar of REG_GRID scoring best on ``X_val``."""
+    best = None
+    for reg in REG_GRID:
+        model, seconds = fit_timed(
+            GaussianMixture(k, covariance_type="diag", reg_covar=reg, random_state=seed), X
+        )
+        score = model.score(X_val)
+        if best is None or score > best[2]:
+            best = (model, seconds, score, reg)
+    return best[0], best[1], best[3]
+
+
+def deep(k: int, layers, n_samples: int, steps: int, seed: int = 0) -> DeepConvGMM:
+    return DeepConvGMM(k, layers=layers, max_iter=epochs_for(n_samples, steps), random_state=seed)
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "hardware": hardware(), **payload}
+    path.write_text(json.dumps(payload, indent=2, default=float))
+    print(f"saved {path}")
+    return path
+
+
+def holdout(X, fraction: float = 0.1, seed: int = 0):
+    """Split off a validation part (for choosing reg_covar)."""
+    rng = np.random.RandomState(seed)
+    idx = rng.permutation(len(X))
+    n_val = max(1, int(fraction * len(X)))
+    return X[idx[n_val:]], X[idx[:n_val]]
