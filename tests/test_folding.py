@@ -37,7 +37,7 @@ def test_hand_computed_4x4_example():
 )
 def test_matches_the_method_index_map(shape, patch, stride):
     """out[n, y', x', q] = in[n, y' sY + (q // C) // pW, x' sX + (q // C) % pW, q % C] (§4)."""
-    (h, w, c), (ph, pw), (sy, sx) = shape, patch, stride
+    (h, w, c), (_, pw), (sy, sx) = shape, patch, stride
     x = _nhwc(2, h, w, c)
     fold = Folding(shape, patch, stride)
     out = fold(x).view(2, *fold.output_shape)
