@@ -213,7 +213,7 @@ def test_sparse_input_is_rejected():
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"annealing": "cosine"}, "annealing"),
         ({"layers": "deep-unknown"}, "layers"),
-        ({"layers": ("not a spec",)}, "layer spec"),
+        ({"layers": ("not a spec", GMM())}, "layer spec"),
         ({"layers": (GMM(n_components=3),)}, "top GMM spec has n_components=3"),
         ({"device": "tpu"}, "device"),
     ],
