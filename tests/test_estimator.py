@@ -318,6 +318,9 @@ def test_deep_model_clusters_bars_and_transforms_any_layer():
     assert features.min() >= 0 and features.max() <= 1 + 1e-12
     samples, comps = model.sample(7)
     assert samples.shape == (7, 100) and comps.shape == (7,) and np.isfinite(samples).all()
+    restored = pickle.loads(pickle.dumps(model))  # rebuilt from specs and image_shape_
+    assert_allclose(restored.transform(X), features, rtol=0, atol=0)
+    assert_allclose(restored.score_samples(X), model.score_samples(X), rtol=0, atol=0)
 
 
 def test_inference_in_small_chunks_gives_identical_results(monkeypatch):
