@@ -15,7 +15,7 @@ import torch
 
 from .nn import DCGMMStack, Folding, GMMLayer, Pooling
 from .nn.folding import folding_output_shape
-from .nn.pooling import pooled_size
+from .nn.pooling import pooling_output_shape
 
 __all__ = ["GMM", "PRESETS", "Fold", "Pool", "build_stack", "resolve_layers"]
 
@@ -272,11 +272,7 @@ def _adapt(specs: tuple, image_shape: tuple[int, int, int]) -> tuple:
         if isinstance(spec, Fold):
             shape = folding_output_shape(shape, spec.patch, spec.stride)
         elif isinstance(spec, Pool):
-            shape = (
-                pooled_size(shape[0], spec.kernel[0], spec.stride[0]),
-                pooled_size(shape[1], spec.kernel[1], spec.stride[1]),
-                shape[2],
-            )
+            shape = pooling_output_shape(shape, spec.kernel, spec.stride)
         else:
             shape = (shape[0], shape[1], spec.n_components or 1)
     return tuple(adapted)

@@ -145,7 +145,12 @@ class GMMLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Responsibilities ``(N, L, K)``: the posterior over components at every position."""
-        return torch.softmax(self.log_scores(x), dim=-1)
+        return self.responsibilities(self.log_scores(x))
+
+    @staticmethod
+    def responsibilities(log_scores: Tensor) -> Tensor:
+        """Posterior over components from log-scores: ``softmax`` over K (method §2.4)."""
+        return torch.softmax(log_scores, dim=-1)
 
     def annealed_loss(self, log_scores: Tensor) -> Tensor:
         """Mean annealed max-component log-likelihood (method §2.5), to be maximised.

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Pooling", "pooled_size"]
+__all__ = ["Pooling", "pooled_size", "pooling_output_shape"]
 
 
 def pooled_size(size: int, kernel: int, stride: int) -> int:
@@ -26,6 +26,14 @@ def pooled_size(size: int, kernel: int, stride: int) -> int:
     if (out - 1) * stride >= size:
         out -= 1
     return out
+
+
+def pooling_output_shape(
+    input_shape: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int]
+) -> tuple[int, int, int]:
+    """``(H', W', K)`` of a ``ceil_mode`` pooling of a ``(H, W, K)`` map."""
+    h, w, k = input_shape
+    return (pooled_size(h, kernel[0], stride[0]), pooled_size(w, kernel[1], stride[1]), k)
 
 
 class Pooling(nn.Module):
@@ -54,12 +62,7 @@ class Pooling(nn.Module):
         self.kernel = tuple(int(v) for v in kernel)
         self.stride = tuple(int(v) for v in stride)
         self.mode = mode
-        h, w, k = self.input_shape
-        self.output_shape = (
-            pooled_size(h, self.kernel[0], self.stride[0]),
-            pooled_size(w, self.kernel[1], self.stride[1]),
-            k,
-        )
+        self.output_shape = pooling_output_shape(self.input_shape, self.kernel, self.stride)
 
     def extra_repr(self) -> str:
         shapes = f"input_shape={self.input_shape}, kernel={self.kernel}, stride={self.stride}"

@@ -71,7 +71,7 @@ class DCGMMStack(nn.Module):
             if isinstance(layer, GMMLayer):
                 scores = layer.log_scores(x)  # (N, L, K)
                 losses.append(layer.annealed_loss(scores))
-                x = torch.softmax(scores, dim=-1)
+                x = layer.responsibilities(scores)
             else:
                 x = layer(x)
         return losses
