@@ -17,12 +17,18 @@ from sklearn.base import (
     TransformerMixin,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._training import TrainingConfig, train
 from ._utils import resolve_device, to_tensor
 from .layers import GMM, build_stack, resolve_layers
+from .nn import GMMLayer, SamplingOptions
+from .nn.sampling import generate, sharpen, sharpening_target_index, variants
 
 __all__ = ["DeepConvGMM"]
 
@@ -265,6 +271,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.loss_curve_ = (self.loss_curve_ if continuing else []) + result.loss_curve
+        low, high = X.min(axis=0), X.max(axis=0)
+        if continuing:
+            low, high = np.minimum(low, self.data_min_), np.maximum(high, self.data_max_)
+        self.data_min_, self.data_max_ = low, high
         self._sample_seed = int(rng.randint(_MAX_SEED))
         self._n_sample_calls = 0
         return self
@@ -416,33 +426,234 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         """
         return float(self.score_samples(X).mean())
 
-    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Generate samples from the fitted model.
+    def sample(self, n_samples: int = 1, *, components=None, **options):
+        """Generate images top-down from the fitted model (method §8–§10).
 
-        Reproducible for a fixed ``random_state``; successive calls give new samples.
+        Every top-layer component is drawn from the mixing weights (or given), its Gaussian
+        sampled and the result walked down the stack: folding layers average overlapping
+        patches back into maps, pooling layers upsample, lower GMM layers sample patches from
+        the components the map above selects. Reproducible for a fixed ``random_state``;
+        successive calls give new samples.
 
         Parameters
         ----------
         n_samples : int, default=1
             Number of samples to generate.
+        components : int or array-like of shape (n_samples,), default=None
+            Top-layer components to sample from (conditional sampling); ``None`` draws them
+            from the mixing weights.
+        **options
+            Sampling options, all keyword-only:
+
+            - ``top_s`` (int or None, default None): lower GMM layers draw only among the
+              ``top_s`` most active components of their top-down control (the paper's S).
+            - ``exponent`` (float, default 1.0): lower GMM layers' selection probabilities
+              are their top-down control to this power (the top layer draws from its
+              mixing weights).
+            - ``noise_divisor`` (float, default 1.0): standard deviations are divided by it;
+              1 samples the fitted Gaussians, larger values stay closer to the means (the
+              paper uses 5 to 20).
+            - ``floor_noise`` (bool, default True): whether dimensions whose variance sits
+              on its floor (pixels that never varied) get noise.
+            - ``upsampling`` ({"dense", "sparse"}, default "dense"): top-down mode of
+              pooling layers.
+            - ``sharpening_steps`` (int, default 0): gradient-ascent steps after every
+              fold-back that raise the log-likelihood of the GMM layer above (§9); 0 is off.
+            - ``sharpening_rate`` (float, default 0.1): initial step size; adapted per
+              sample so that no sample's objective ever decreases.
+            - ``reconstruction_weight`` (float, default 1000.0): weight of
+              ``mean (x - x0)^2``, which keeps a sharpened map near its folded-back start
+              ``x0``; small weights let sharpening wipe images out towards the most likely
+              patch (empty background).
+            - ``sharpening_target`` ({"next", "top"}, default "next"): sharpen for the GMM
+              layer directly above each folding layer, or for the top one.
+            - ``clip`` (bool, default True): clip samples to the per-feature range of the
+              training data (sharpening always stays inside it).
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
-            Generated samples.
+            Generated samples, as rows of ``H * W * C`` values (channels last).
         y : ndarray of shape (n_samples,)
             Top-layer component of every sample.
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
+        n_samples = int(n_samples)
+        opts, clip = _sampling_options(options, "sample")
+        fixed = None
+        if components is not None:
+            fixed = np.asarray(components)
+            if fixed.ndim == 0:
+                fixed = np.full(n_samples, fixed)
+            k = self.module_.top.n_components
+            if (
+                fixed.shape != (n_samples,)
+                or not np.issubdtype(fixed.dtype, np.integer)
+                or fixed.min() < 0
+                or fixed.max() >= k
+            ):
+                raise ValueError(
+                    f"components must be an int or {n_samples} ints in [0, {k}), got "
+                    f"{components!r}."
+                )
+        generator = self._next_generator()
+        bounds = self._bounds() if clip else None
+        rows, labels = [], []
+        for start in range(0, n_samples, self._sampling_chunk()):
+            n = min(self._sampling_chunk(), n_samples - start)
+            comps = None
+            if fixed is not None:
+                comps = torch.as_tensor(fixed[start : start + n], device=self.device_).view(n, 1)
+            x, comps = generate(self.module_, n, opts, generator, components=comps, bounds=bounds)
+            rows.append(x.detach().reshape(n, -1).double().cpu().numpy())
+            labels.append(comps[:, 0].cpu().numpy().astype(np.int64))
+        return np.concatenate(rows), np.concatenate(labels)
+
+    def generate_variants(self, X, *, layer: int = -1, **options):
+        """Variants of given images: sample down from what a GMM layer recognises in them.
+
+        The responsibilities of ``X`` at GMM layer ``layer`` replace the top-down control
+        there, and sampling walks down from it (method §8): the top layer keeps the cluster of
+        each image, lower layers keep more of its local structure.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+            Images.
+        layer : int, default=-1
+            Index into ``layers_`` of a GMM layer; -1 is the top one.
+        **options
+            The sampling options of :meth:`sample`.
+
+        Returns
+        -------
+        X_new : ndarray of the same shape as ``X``
+        """
+        check_is_fitted(self)
+        shape = np.shape(X)
+        opts, clip = _sampling_options(options, "generate_variants")
+        root = self._gmm_layer_index(layer)
+        X, _ = self._validate_images(X, reset=False)
+        out = self._variants(X, root, opts, self._bounds() if clip else None)
+        return out.reshape(shape)
+
+    def inpaint(self, X, mask, *, layer: int = -1, n_iter: int = 3, **options):
+        """Fill the masked pixels of images with content that fits the rest (method §8).
+
+        The masked pixels are set to 0 and variants of the images are generated from GMM layer
+        ``layer``; the known pixels are put back and the variants regenerated ``n_iter``
+        times, so that the fill agrees more and more with what is known. With sharpening,
+        a last gradient ascent moves only the filled pixels. Pixels outside the mask are
+        returned unchanged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+            Images.
+        mask : array-like of bool, of the shape of ``X`` or of one image
+            True where a pixel is missing and must be filled.
+        layer : int, default=-1
+            Index into ``layers_`` of the GMM layer variants start from.
+        n_iter : int, default=3
+            Rounds of variant generation and putting back the known pixels.
+        **options
+            The sampling options of :meth:`sample`.
+
+        Returns
+        -------
+        X_filled : ndarray of the same shape as ``X``
+        """
+        check_is_fitted(self)
+        shape = np.shape(X)
+        opts, clip = _sampling_options(options, "inpaint")
+        root = self._gmm_layer_index(layer)
+        if not isinstance(n_iter, Integral) or isinstance(n_iter, bool) or n_iter < 1:
+            raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}.")
+        mask = np.asarray(mask)
+        if mask.dtype != bool:
+            raise TypeError(f"mask must be a boolean array, got dtype {mask.dtype}.")
+        try:
+            mask = np.broadcast_to(mask, shape)
+        except ValueError:
+            raise ValueError(
+                f"mask of shape {mask.shape} matches neither X {shape} nor one of its images."
+            ) from None
+        X, _ = self._validate_images(X, reset=False)
+        missing = mask.reshape(X.shape)
+        known = np.where(missing, 0.0, X)
+        bounds = self._bounds() if clip else None
+        filled = known
+        for _ in range(n_iter):
+            filled = np.where(missing, self._variants(filled, root, opts, bounds), known)
+        if opts.sharpening_steps > 0:
+            filled = self._sharpen_pixels(filled, missing, opts, bounds)
+        return np.where(missing, filled, X).reshape(shape)
+
+    # ------------------------------------------------------------------ sampling helpers
+    def _next_generator(self) -> torch.Generator:
+        """A generator for the next sampling call: new draws per call, reproducible per fit."""
         seed = (self._sample_seed + self._n_sample_calls) % _MAX_SEED
         self._n_sample_calls += 1
-        generator = torch.Generator(device=self.device_).manual_seed(seed)
-        with torch.no_grad():
-            x, components = self.module_.sample(int(n_samples), generator=generator)
-        X = x.reshape(n_samples, -1).double().cpu().numpy()  # rows of H * W * C, channels last
-        return X, components[:, 0].cpu().numpy().astype(np.int64)
+        return torch.Generator(device=self.device_).manual_seed(seed)
+
+    def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training data's per-feature range in the engine's layout ``(L0, D0)``."""
+        shape = _positions(self.image_shape_)
+        low, high = (
+            torch.as_tensor(v, dtype=torch.float32, device=self.device_).view(shape)
+            for v in (self.data_min_, self.data_max_)
+        )
+        return low, high
+
+    def _sampling_chunk(self) -> int:
+        """Images per top-down pass, bounding activations (and sharpening's graph)."""
+        largest = max(
+            [math.prod(self.image_shape_)]
+            + [math.prod(m.output_shape) for m in self.module_.layers]
+        )
+        return max(1, _INFERENCE_BYTES // (8 * 4 * largest))
+
+    def _gmm_layer_index(self, layer: int) -> int:
+        index = _check_transform_layer(layer, len(self.module_.layers), "layer")
+        if not isinstance(self.module_.layers[index], GMMLayer):
+            raise ValueError(
+                f"layer={layer} is a {type(self.module_.layers[index]).__name__} layer; "
+                "choose the index of a GMM layer in layers_."
+            )
+        return index
+
+    def _chunks(self, X: np.ndarray):
+        """``(start, rows as float32 tensors (n, L0, D0))`` over sampling-sized chunks."""
+        chunk = self._sampling_chunk()
+        for start in range(0, X.shape[0], chunk):
+            rows = to_tensor(X[start : start + chunk], self.device_, torch.float32)
+            yield rows.view(rows.shape[0], *_positions(self.image_shape_))
+
+    def _variants(self, X, root, opts, bounds) -> np.ndarray:
+        generator = self._next_generator()
+        out = [
+            variants(self.module_, x, root, opts, generator, bounds=bounds)
+            .detach()
+            .reshape(x.shape[0], -1)
+            .double()
+            .cpu()
+            .numpy()
+            for x in self._chunks(X)
+        ]
+        return np.concatenate(out)
+
+    def _sharpen_pixels(self, X, missing, opts, bounds) -> np.ndarray:
+        """Sharpen images for the GMM layer above the first folding, moving only ``missing``."""
+        stack = self.module_
+        target = sharpening_target_index(stack, 0, opts.sharpening_target)
+        out = []
+        for x, free in zip(self._chunks(X), self._chunks(missing.astype(np.float32))):
+            level = bounds or (-torch.inf, torch.inf)
+            y = sharpen(stack, x, 0, target, opts, bounds=level, free=free > 0)
+            out.append(y.detach().reshape(x.shape[0], -1).double().cpu().numpy())
+        return np.concatenate(out)
 
     # ------------------------------------------------------------------ fitted views
     def _top_param(self, name: str) -> np.ndarray:
@@ -524,9 +735,38 @@ def _positions(image_shape: tuple[int, int, int]) -> tuple[int, int]:
     return (image_shape[0] * image_shape[1], image_shape[2])
 
 
-def _check_transform_layer(index: int, n_layers: int) -> int:
+def _check_transform_layer(index: int, n_layers: int, name: str = "transform_layer") -> int:
+    if not isinstance(index, Integral) or isinstance(index, bool):
+        raise TypeError(f"{name} must be an int, got {index!r}.")
     if not -n_layers <= index < n_layers:
-        raise ValueError(
-            f"transform_layer={index} is out of range for a model of {n_layers} layers."
-        )
+        raise ValueError(f"{name}={index} is out of range for a model of {n_layers} layers.")
     return index % n_layers
+
+
+#: Keyword options of the sampling methods and their constraints (sklearn's vocabulary).
+_SAMPLING_CONSTRAINTS: dict = {
+    "top_s": [Interval(Integral, 1, None, closed="left"), None],
+    "exponent": [Interval(Real, 0, None, closed="neither")],
+    "noise_divisor": [Interval(Real, 0, None, closed="neither")],
+    "floor_noise": ["boolean"],
+    "upsampling": [StrOptions({"dense", "sparse"})],
+    "sharpening_steps": [Interval(Integral, 0, None, closed="left")],
+    "sharpening_rate": [Interval(Real, 0, None, closed="neither")],
+    "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
+    "sharpening_target": [StrOptions({"next", "top"})],
+    "clip": ["boolean"],
+}
+
+
+def _sampling_options(options: dict, caller: str) -> tuple[SamplingOptions, bool]:
+    """Validate sampling keywords; return the engine's options and whether to clip."""
+    unknown = sorted(set(options) - set(_SAMPLING_CONSTRAINTS))
+    if unknown:
+        raise TypeError(
+            f"{caller}() got unexpected keyword arguments {unknown}; the sampling options are "
+            f"{sorted(_SAMPLING_CONSTRAINTS)}."
+        )
+    validate_parameter_constraints(_SAMPLING_CONSTRAINTS, options, caller_name=caller)
+    options = dict(options)
+    clip = bool(options.pop("clip", True))
+    return SamplingOptions(**options), clip

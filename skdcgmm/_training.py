@@ -160,6 +160,7 @@ def train(
                     )
                 break
     stack.eval()
+    stack.zero_grad(set_to_none=True)  # the fitted model carries no stale gradients
     if not result.converged:
         warnings.warn(
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "

@@ -1,12 +1,17 @@
-"""Clustering metrics that scikit-learn does not ship."""
+"""Metrics that scikit-learn does not ship: clustering accuracy, purity, sample quality (NDB)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.stats import norm
+from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
+from sklearn.utils import check_array
 
-__all__ = ["clustering_accuracy", "purity_score"]
+__all__ = ["NDBResult", "clustering_accuracy", "ndb_score", "purity_score"]
 
 
 def clustering_accuracy(labels_true, labels_pred) -> float:
@@ -55,3 +60,100 @@ def purity_score(labels_true, labels_pred) -> float:
     """
     table = contingency_matrix(labels_true, labels_pred)
     return float(np.asarray(table.max(axis=0)).sum() / table.sum())
+
+
+class NDBResult(NamedTuple):
+    """The result of :func:`ndb_score`."""
+
+    ndb_k: float
+    """Fraction of bins whose proportions differ significantly (NDB / K); lower is better."""
+    js: float
+    """Jensen-Shannon divergence (natural log, in ``[0, ln 2]``) of the bin proportions."""
+    different: np.ndarray
+    """``(n_bins,)`` bool: the statistically different bins."""
+    reference_proportions: np.ndarray
+    """``(n_bins,)`` fraction of the reference samples in every bin."""
+    sample_proportions: np.ndarray
+    """``(n_bins,)`` fraction of the evaluated samples in every bin."""
+    bin_centers: np.ndarray
+    """``(n_bins, n_features)`` k-means centres of the bins."""
+
+
+def ndb_score(
+    X_reference,
+    X_samples,
+    *,
+    n_bins: int = 100,
+    alpha: float = 0.05,
+    random_state=None,
+) -> NDBResult:
+    """Number of statistically Different Bins (Richardson & Weiss, NeurIPS 2018).
+
+    The reference samples (e.g. training images) are split into ``n_bins`` bins by k-means;
+    every evaluated sample goes to the bin of its nearest centre. A two-sided two-proportion
+    z-test at level ``alpha`` compares the fraction of reference and of evaluated samples in
+    every bin. A generator that drops modes or invents new kinds of samples leaves many bins
+    with too few or too many samples. Images of any shape are flattened.
+
+    Parameters
+    ----------
+    X_reference : array-like of shape (n_reference, ...)
+        Real samples; the bins are fitted on them.
+    X_samples : array-like of shape (n_samples, ...)
+        Samples to evaluate, with the same number of features.
+    n_bins : int, default=100
+        Number of k-means bins ``K``.
+    alpha : float, default=0.05
+        Significance level of every bin's test.
+    random_state : int, RandomState instance or None, default=None
+        Seeds k-means.
+
+    Returns
+    -------
+    result : NDBResult
+        ``ndb_k`` (NDB / K), ``js`` (Jensen-Shannon divergence of the bin proportions), the
+        boolean ``different`` per bin, both proportions and the bin centres.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdcgmm.metrics import ndb_score
+    >>> X = np.random.RandomState(0).rand(500, 4)
+    >>> ndb_score(X, X, n_bins=10, random_state=0).ndb_k
+    0.0
+    """
+    reference = check_array(
+        np.reshape(X_reference, (len(X_reference), -1)), input_name="X_reference"
+    )
+    samples = check_array(
+        np.reshape(X_samples, (len(X_samples), -1)), dtype=reference.dtype, input_name="X_samples"
+    )
+    if samples.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"X_samples has {samples.shape[1]} features but X_reference has {reference.shape[1]}."
+        )
+    if not isinstance(n_bins, (int, np.integer)) or not 2 <= n_bins <= len(reference):
+        raise ValueError(
+            f"n_bins must be an int in [2, n_reference={len(reference)}], got {n_bins!r}."
+        )
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
+    kmeans = KMeans(n_clusters=n_bins, n_init=1, random_state=random_state).fit(reference)
+    p_ref = np.bincount(kmeans.labels_, minlength=n_bins) / len(reference)  # (K,)
+    p_smp = np.bincount(kmeans.predict(samples), minlength=n_bins) / len(samples)  # (K,)
+    n_ref, n_smp = len(reference), len(samples)
+    pooled = (p_ref * n_ref + p_smp * n_smp) / (n_ref + n_smp)  # (K,)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_smp))
+    z = np.divide(p_ref - p_smp, se, out=np.zeros(n_bins), where=se > 0)
+    different = 2 * norm.sf(np.abs(z)) < alpha
+    middle = (p_ref + p_smp) / 2
+    js = 0.5 * (_kl(p_ref, middle) + _kl(p_smp, middle))
+    return NDBResult(
+        float(different.mean()), float(js), different, p_ref, p_smp, kmeans.cluster_centers_
+    )
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    """Kullback-Leibler divergence with ``0 log 0 = 0`` (``q > 0`` wherever ``p > 0``)."""
+    nonzero = p > 0
+    return float(np.sum(p[nonzero] * np.log(p[nonzero] / q[nonzero])))

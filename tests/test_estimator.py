@@ -330,3 +330,90 @@ def test_inference_in_small_chunks_gives_identical_results(monkeypatch):
     monkeypatch.setattr("skdcgmm._estimator._INFERENCE_BYTES", 1)  # one image per chunk
     assert_allclose(model.score_samples(X), full[0], rtol=1e-12)
     assert_allclose(model.predict_proba(X), full[1], rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    X = load_digits().data / 16.0
+    return DeepConvGMM(10, max_iter=4, random_state=0).fit(X), X
+
+
+def test_sample_conditional_clipped_and_reproducible(digits_model):
+    model, X = digits_model
+    samples, comps = model.sample(12, components=[0, 3] * 6, noise_divisor=5, top_s=2)
+    assert comps.tolist() == [0, 3] * 6 and samples.shape == (12, 64)
+    assert (samples >= model.data_min_).all() and (samples <= model.data_max_).all()
+    assert_allclose(model.data_min_, X.min(0)) and assert_allclose(model.data_max_, X.max(0))
+    _, same = model.sample(4, components=7)
+    assert same.tolist() == [7] * 4
+    unclipped, _ = model.sample(200, clip=False, noise_divisor=0.5)
+    assert unclipped.min() < 0  # noise beyond the data range is kept when asked
+    twin = clone(model).fit(X)
+    assert_allclose(
+        twin.sample(6, sharpening_steps=5)[0],
+        clone(model).fit(X).sample(6, sharpening_steps=5)[0],
+        rtol=0,
+        atol=0,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"foo": 1}, TypeError, "unexpected keyword"),
+        ({"top_s": 0}, ValueError, "top_s"),
+        ({"noise_divisor": -1.0}, ValueError, "noise_divisor"),
+        ({"upsampling": "nearest"}, ValueError, "upsampling"),
+        ({"sharpening_steps": 1.5}, ValueError, "sharpening_steps"),
+        ({"sharpening_target": 2}, ValueError, "sharpening_target"),
+        ({"components": 10}, ValueError, "components"),
+        ({"components": [1, 2]}, ValueError, "components"),
+        ({"components": [0.5, 1, 2]}, ValueError, "components"),
+    ],
+)
+def test_sample_rejects_bad_options(digits_model, kwargs, error, message):
+    model, _ = digits_model
+    with pytest.raises(error, match=message):
+        model.sample(3, **kwargs)
+
+
+def test_inpaint_keeps_known_pixels_and_fills_the_rest(digits_model):
+    model, X = digits_model
+    images = X[:30].reshape(30, 8, 8).copy()
+    original = images.copy()
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[:, 4:] = True
+    filled = model.inpaint(images, mask, sharpening_steps=10)
+    assert filled.shape == images.shape and np.array_equal(images, original)
+    assert np.array_equal(filled[:, ~mask], images[:, ~mask])
+    assert (filled[:, mask] >= 0).all() and (filled[:, mask] <= 1).all()
+    assert np.abs(filled[:, mask]).sum() > 0  # something was painted in
+    # The fill is closer to the truth than leaving the pixels empty.
+    err = np.abs(filled[:, mask] - images[:, mask]).mean()
+    assert err < np.abs(images[:, mask]).mean()
+    per_row = model.inpaint(X[:5], np.tile(mask.ravel(), (5, 1)), layer=1, n_iter=1)
+    assert per_row.shape == (5, 64)
+
+
+@pytest.mark.parametrize(
+    "mask, kwargs, error, message",
+    [
+        (np.zeros((8, 8)), {}, TypeError, "boolean"),
+        (np.zeros((3, 3), bool), {}, ValueError, "mask of shape"),
+        (np.zeros((8, 8), bool), {"n_iter": 0}, ValueError, "n_iter"),
+        (np.zeros((8, 8), bool), {"layer": 0}, ValueError, "GMM layer"),
+        (np.zeros((8, 8), bool), {"layer": 9}, ValueError, "out of range"),
+    ],
+)
+def test_inpaint_rejects_bad_arguments(digits_model, mask, kwargs, error, message):
+    model, X = digits_model
+    with pytest.raises(error, match=message):
+        model.inpaint(X[:3].reshape(3, 8, 8), mask, **kwargs)
+
+
+def test_generate_variants_keep_shape_and_cluster(digits_model):
+    model, X = digits_model
+    variants = model.generate_variants(X[:100], top_s=1, noise_divisor=10)
+    assert variants.shape == (100, 64)
+    assert np.mean(model.predict(variants) == model.predict(X[:100])) > 0.8
+    assert model.generate_variants(X[:4].reshape(4, 8, 8), layer=1).shape == (4, 8, 8)

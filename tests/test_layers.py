@@ -123,3 +123,6 @@ def test_every_preset_fits_an_mnist_subset(mnist_subset, name):
     scores = model.score_samples(Xt[:200])
     assert np.isfinite(scores).all() and np.isfinite(model.loss_curve_).all()
     assert model.predict(Xt[:200]).max() < 10
+    samples, comps = model.sample(5, sharpening_steps=3)
+    assert samples.shape == (5, 784) and samples.dtype == np.float64 and comps.max() < 10
+    assert samples.min() >= 0 and samples.max() <= 1

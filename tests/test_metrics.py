@@ -4,8 +4,11 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import norm
+from sklearn.datasets import load_digits
 
-from skdcgmm.metrics import clustering_accuracy, purity_score
+from skdcgmm.metrics import clustering_accuracy, ndb_score, purity_score
 
 
 def _brute_force_accuracy(y, c):
@@ -32,3 +35,50 @@ def test_accuracy_and_purity_edge_cases():
     assert clustering_accuracy([0, 1, 2, 3], [0, 0, 0, 0]) == 0.25
     assert purity_score([0, 1, 2, 3], [0, 1, 2, 3]) == 1.0
     assert purity_score([0, 0, 1, 1], [0, 0, 0, 0]) == 0.5
+
+
+def test_ndb_of_a_set_against_itself_is_zero():
+    X = load_digits().data
+    result = ndb_score(X, X.reshape(-1, 8, 8), n_bins=20, random_state=0)
+    assert result.ndb_k == 0.0 and result.js == 0.0
+    assert result.different.shape == (20,) and not result.different.any()
+    np.testing.assert_allclose(result.reference_proportions.sum(), 1.0)
+    assert result.bin_centers.shape == (20, 64)
+
+
+def test_ndb_flags_the_bins_of_a_removed_class():
+    digits = load_digits()
+    X, y = digits.data, digits.target
+    result = ndb_score(X, X[y != 0], n_bins=20, random_state=0)
+    labels = np.argmin(((X[:, None] - result.bin_centers[None]) ** 2).sum(-1), axis=1)
+    zero_bins = [b for b in range(20) if np.mean(y[labels == b] == 0) > 0.8]
+    assert zero_bins and result.different[zero_bins].all()
+    assert np.all(result.sample_proportions[zero_bins] < 0.01)
+    assert 0 < result.ndb_k < 1 and result.js > 0
+
+
+def test_ndb_matches_the_two_proportion_test_and_scipy_js():
+    rng = np.random.RandomState(0)
+    X, Y = rng.rand(400, 3), rng.rand(300, 3) ** 2
+    r = ndb_score(X, Y, n_bins=8, alpha=0.01, random_state=0)
+    p1, p2 = r.reference_proportions, r.sample_proportions
+    pooled = (400 * p1 + 300 * p2) / 700
+    z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / 400 + 1 / 300))
+    np.testing.assert_array_equal(r.different, 2 * norm.sf(np.abs(z)) < 0.01)
+    assert r.js == pytest.approx(jensenshannon(p1, p2) ** 2, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_bins": 1}, "n_bins"),
+        ({"n_bins": 10_000}, "n_bins"),
+        ({"n_bins": 10, "alpha": 1.5}, "alpha"),
+    ],
+)
+def test_ndb_rejects_bad_arguments(kwargs, message):
+    X = np.random.RandomState(0).rand(50, 4)
+    with pytest.raises(ValueError, match=message):
+        ndb_score(X, X, **kwargs)
+    with pytest.raises(ValueError, match="features"):
+        ndb_score(X, X[:, :3])

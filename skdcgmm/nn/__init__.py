@@ -7,6 +7,15 @@ from .annealing import PlateauSchedule, TimeSchedule
 from .folding import Folding
 from .gmm import GMMLayer
 from .pooling import Pooling
+from .sampling import SamplingOptions
 from .stack import DCGMMStack
 
-__all__ = ["DCGMMStack", "Folding", "GMMLayer", "PlateauSchedule", "Pooling", "TimeSchedule"]
+__all__ = [
+    "DCGMMStack",
+    "Folding",
+    "GMMLayer",
+    "PlateauSchedule",
+    "Pooling",
+    "SamplingOptions",
+    "TimeSchedule",
+]

@@ -157,8 +157,12 @@ class GMMLayer(nn.Module):
 
         ``mean_{n,l} max_k sum_j G_kj log_score[n, l, j] + c_D``.
         """
+        return self.annealed_log_likelihood(log_scores).mean()
+
+    def annealed_log_likelihood(self, log_scores: Tensor) -> Tensor:
+        """Annealed max-component log-likelihood at every sample and position: ``(N, L)``."""
         smoothed = log_scores @ self.kernel.T  # (N, L, K)
-        return smoothed.amax(dim=-1).mean() + log_normaliser(self.input_shape[2])
+        return smoothed.amax(dim=-1) + log_normaliser(self.input_shape[2])
 
     def log_likelihood(self, x: Tensor) -> Tensor:
         """Exact log-likelihood ``log sum_k pi_k N(x | mu_k, .)`` per position: ``(N, L)``."""
@@ -170,11 +174,16 @@ class GMMLayer(nn.Module):
         n_samples: int,
         control: Tensor | None = None,
         generator: torch.Generator | None = None,
+        *,
+        top_s: int | None = None,
+        exponent: float = 1.0,
     ) -> Tensor:
-        """Draw one component per sample and position: ``(n, L)`` ints.
+        """Draw one component per sample and position: ``(n, L)`` ints (method §8).
 
-        ``control`` ``(n, L, K)`` (non-negative, e.g. top-down responsibilities) replaces the
-        mixing weights as selection probabilities where given.
+        Selection probabilities are the mixing weights, or ``control`` ``(n, L, K)`` where given
+        (e.g. top-down responsibilities; values are clipped to ``[1e-6, inf)``), raised to
+        ``exponent``; with ``top_s``, only the ``top_s`` largest entries of every position can be
+        drawn (ties keep more).
         """
         n_pos, k = self.n_positions, self.n_components
         if control is None:
@@ -185,14 +194,29 @@ class GMMLayer(nn.Module):
                 raise ValueError(
                     f"control must have shape {(n_samples, n_pos, k)}, got {tuple(control.shape)}."
                 )
-            probs = control.clamp_min(1e-12)
+            probs = control.clamp_min(1e-6)
+        if exponent != 1.0:
+            probs = probs**exponent
+        if top_s is not None and top_s < k:
+            kth = probs.topk(top_s, dim=-1).values[..., -1:]  # (n, L, 1)
+            probs = torch.where(probs >= kth, probs, torch.zeros_like(probs))
         flat = torch.multinomial(probs.reshape(-1, k), 1, generator=generator)  # (n*L, 1)
         return flat.view(n_samples, n_pos)
 
     def sample_vectors(
-        self, components: Tensor, generator: torch.Generator | None = None
+        self,
+        components: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        noise_divisor: float = 1.0,
+        floor_noise: bool = True,
     ) -> Tensor:
-        """Draw ``x ~ N(mu_k, diag(s_k^-2))`` for given components ``(n, L)``: ``(n, L, D)``."""
+        """Draw ``x ~ N(mu_k, diag(s_k^-2) / noise_divisor^2)`` for components ``(n, L)``.
+
+        With ``floor_noise=False``, dimensions whose variance sits on the ``min_variance`` floor
+        (never learned, e.g. constant background pixels) are drawn without noise, as in the
+        reference sampler. Returns ``(n, L, D)``.
+        """
         n, n_pos = components.shape
         pos = (
             torch.zeros_like(components)
@@ -200,16 +224,35 @@ class GMMLayer(nn.Module):
             else torch.arange(n_pos, device=components.device).expand(n, n_pos)
         )
         mu = self.means[pos, components]  # (n, L, D)
-        std = 1.0 / self.precisions[pos, components]  # (n, L, D)
+        precision = self.precisions[pos, components]  # (n, L, D)
+        std = 1.0 / (precision * noise_divisor)
+        if not floor_noise:
+            std = torch.where(precision >= self.precision_max * (1 - 1e-6), 0.0, std)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + std * noise
 
-    def topdown(self, control: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def topdown(
+        self,
+        control: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        top_s: int | None = None,
+        exponent: float = 1.0,
+        noise_divisor: float = 1.0,
+        floor_noise: bool = True,
+    ) -> Tensor:
         """Sample this layer's input from a top-down control ``(n, L, K)`` (method §8).
 
-        The control (e.g. responsibilities folded back from the layer above; negative noise is
-        clipped) selects one component per position, whose Gaussian is then sampled:
-        ``(n, L, K) -> (n, L, D)``.
+        The control (e.g. responsibilities folded back from the layer above) selects one
+        component per position, whose Gaussian is then sampled: ``(n, L, K) -> (n, L, D)``.
+        Positions whose control sums to at most 0 (the "do not sample here" marker of sparse
+        upsampling) are set to 0.
         """
-        components = self.sample_components(control.shape[0], control.clamp_min(0), generator)
-        return self.sample_vectors(components, generator)
+        components = self.sample_components(
+            control.shape[0], control, generator, top_s=top_s, exponent=exponent
+        )
+        x = self.sample_vectors(
+            components, generator, noise_divisor=noise_divisor, floor_noise=floor_noise
+        )
+        active = control.sum(dim=-1, keepdim=True) > 0  # (n, L, 1)
+        return torch.where(active, x, torch.zeros_like(x))

@@ -80,11 +80,28 @@ class Pooling(nn.Module):
             out = F.avg_pool2d(img, self.kernel, self.stride, ceil_mode=True)
         return out.permute(0, 2, 3, 1).reshape(n, -1, k)  # (N, H'*W', K)
 
-    def topdown(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Dense upsampling ``(n, H'*W', K) -> (n, H*W, K)``: positions take their cell's value."""
+    def topdown(
+        self, x: Tensor, generator: torch.Generator | None = None, *, upsampling: str = "dense"
+    ) -> Tensor:
+        """Upsample ``(n, H'*W', K) -> (n, H*W, K)``: positions take their cell's value (§5).
+
+        ``"dense"`` copies the value to every position of the cell; ``"sparse"`` copies it to
+        one randomly chosen position per cell and its negation to the others, which the GMM
+        layer below reads as "do not sample here".
+        """
         (h, w, k), (ho, wo, _) = self.input_shape, self.output_shape
         n = x.shape[0]
         rows = torch.clamp(torch.arange(h, device=x.device) // self.stride[0], max=ho - 1)
         cols = torch.clamp(torch.arange(w, device=x.device) // self.stride[1], max=wo - 1)
-        grid = x.view(n, ho, wo, k)[:, rows][:, :, cols]  # (n, H, W, K)
-        return grid.reshape(n, h * w, k)
+        dense = x.view(n, ho, wo, k)[:, rows][:, :, cols].reshape(n, h * w, k)  # (n, H*W, K)
+        if upsampling == "dense":
+            return dense
+        if upsampling != "sparse":
+            raise ValueError(f"upsampling must be 'dense' or 'sparse', got {upsampling!r}.")
+        cell = (rows[:, None] * wo + cols[None, :]).reshape(1, h * w).expand(n, -1)  # (n, H*W)
+        u = torch.rand(n, h * w, generator=generator, device=x.device)  # (n, H*W)
+        best = torch.full((n, ho * wo), -1.0, device=x.device).scatter_reduce(
+            1, cell, u, reduce="amax"
+        )  # (n, H'*W'): the largest draw of every cell picks its position
+        sign = torch.where(u == best.gather(1, cell), 1.0, -1.0).to(dense.dtype)  # (n, H*W)
+        return dense * sign.unsqueeze(-1)

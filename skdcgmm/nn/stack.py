@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .gmm import GMMLayer
+from .sampling import SamplingOptions, generate
 
 __all__ = ["DCGMMStack"]
 
@@ -91,20 +92,12 @@ class DCGMMStack(nn.Module):
         n_samples: int,
         generator: torch.Generator | None = None,
         components: Tensor | None = None,
+        options: SamplingOptions | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Draw ``n_samples`` top-down: ``(x (n, L0, D0), top components (n, L_top))``.
 
-        ``components`` ``(n, L_top)`` fixes the top-layer components (conditional sampling).
-        Lower layers are walked with their ``topdown`` method.
+        ``components`` ``(n, L_top)`` fixes the top-layer components (conditional sampling);
+        ``options`` configure selection, noise and sharpening (see :mod:`.sampling`).
         """
-        top = self.top
-        if components is None:
-            components = top.sample_components(n_samples, generator=generator)
-        x = top.sample_vectors(components, generator=generator)
-        for layer in reversed(self.layers[:-1]):
-            if not hasattr(layer, "topdown"):
-                raise NotImplementedError(
-                    f"Top-down sampling through {type(layer).__name__} is not available."
-                )
-            x = layer.topdown(x, generator=generator)
-        return x, components
+        options = SamplingOptions() if options is None else options
+        return generate(self, n_samples, options, generator, components=components)
