@@ -6,6 +6,8 @@ import json
 import math
 import os
 import platform
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -88,3 +90,10 @@ def holdout(X, fraction: float = 0.1, seed: int = 0):
     idx = rng.permutation(len(X))
     n_val = max(1, int(fraction * len(X)))
     return X[idx[n_val:]], X[idx[:n_val]]
+
+
+def run_child(script: str, *args) -> dict:
+    """Run ``python script *args`` in a fresh process; return the JSON of its last line."""
+    cmd = [sys.executable, script, *map(str, args)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])

@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 import warnings
 
-from _common import save
+from _common import run_child, save
 
 PRESETS = ["flat", "B", "C", "D", "E", "F", "G"]
 
@@ -68,22 +66,7 @@ def main() -> None:
         return
     rows = []
     for name in args.presets:
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                name,
-                "--n",
-                str(args.n),
-                "--epochs",
-                str(args.epochs),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        row = json.loads(out.strip().splitlines()[-1])
+        row = run_child(__file__, "--child", name, "--n", args.n, "--epochs", args.epochs)
         rows.append(row)
         print(
             f"{name:<5} train {row['train_images_per_s']:9,.0f} img/s  score {row['score_images_per_s']:9,.0f} img/s  "

@@ -73,7 +73,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
     learning_rate : float, default=0.1
         Initial SGD step size (the paper's ``eps0``), multiplied per parameter by the GMM
         spec's learning-rate factors. Keep ``learning_rate * lr_means / min_variance <= 2``
-        (2 at the defaults): larger steps can overshoot a component's mean.
+        (2 at the defaults): larger steps can overshoot a component's mean; ``fit`` raises a
+        ``ValueError`` when training diverges.
     learning_rate_final : float, default=0.02
         Step size reached when annealing ends (``learning_rate`` if larger).
     annealing : {"time", "plateau"}, default="time"

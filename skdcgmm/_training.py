@@ -101,6 +101,7 @@ def train(
     best_loss, no_improvement = math.inf, 0
     stack.train()
     step = 0
+    low, high = float(X.min()), float(X.max())
     for epoch in range(config.max_iter):
         tic = time.perf_counter()
         # Shuffle on the CPU generator (same order on every device), then move the indices once.
@@ -132,6 +133,13 @@ def train(
             raise ValueError(
                 f"Training diverged: the loss became {epoch_loss} in epoch {epoch + 1}. "
                 f"Lower learning_rate (got {config.learning_rate}) or rescale the data to [0, 1]."
+            )
+        diverged = stack.diverged_layers(low, high)
+        if diverged:
+            raise ValueError(
+                f"Training diverged in epoch {epoch + 1}: the means of layer(s) {diverged} left "
+                f"the range of their inputs. Lower learning_rate (got {config.learning_rate}) "
+                "or the GMM specs' lr_means."
             )
         result.loss_curve.append(epoch_loss)
         result.n_iter = epoch + 1

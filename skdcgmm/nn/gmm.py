@@ -70,6 +70,7 @@ class GMMLayer(nn.Module):
         self.n_components = int(n_components)
         self.shared = bool(shared)
         self.lr_factors = tuple(float(f) for f in lr_factors)
+        self.mu_init = float(mu_init)
         self.precision_max = 1.0 / math.sqrt(min_variance)
         self.precision_min = 1.0 / math.sqrt(max_variance)
         self.sigma0 = 0.25 * math.sqrt(2 * n_components) if sigma0 is None else float(sigma0)

@@ -77,6 +77,28 @@ class DCGMMStack(nn.Module):
                 x = layer(x)
         return losses
 
+    @torch.no_grad()
+    def diverged_layers(self, low: float, high: float, margin: float = 10.0) -> list[int]:
+        """Indices of GMM layers whose means ran away from their inputs' range.
+
+        SGD steps that overshoot (too large a learning rate) make means oscillate with growing
+        amplitude. The first GMM layer sees inputs in ``[low, high]`` (folding keeps values),
+        higher ones responsibilities in ``[0, 1]``; a mean further than ``margin`` spans
+        outside that range (widened by the initial means) has diverged.
+        """
+        bad, first = [], True
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, GMMLayer):
+                lo, hi = (low, high) if first else (0.0, 1.0)
+                first = False
+                init = float(layer.mu_init)
+                lo, hi = min(lo, -init), max(hi, init)
+                span = hi - lo
+                means = layer.means
+                if (means < lo - margin * span).any() or (means > hi + margin * span).any():
+                    bad.append(i)
+        return bad
+
     def top_input(self, x: Tensor) -> Tensor:
         """The input of the top GMM layer for input ``x``."""
         for layer in self.layers[:-1]:
