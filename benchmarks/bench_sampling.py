@@ -14,6 +14,7 @@ Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_sampling.py``
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -83,8 +84,20 @@ def main() -> None:
                 f"{name:<14}{label:<70} NDB/K {result.ndb_k:.3f}  JS {result.js:.4f} {speed}",
                 flush=True,
             )
-            _save_grid(samples[:100], RESULTS / f"samples_{name}_{i}.png", label)
-    save("sampling", {"components": args.components, "epochs": args.epochs, "rows": rows})
+            # A random 100: GaussianMixture.sample returns its samples grouped by component.
+            pick = np.random.RandomState(args.seed).permutation(len(samples))[:100]
+            _save_grid(samples[pick], RESULTS / f"samples_{name}_{i}.png", label)
+        # Saved after every data set, keeping earlier runs' rows of the other data sets.
+        save(
+            "sampling", {"components": args.components, "epochs": args.epochs, "rows": _merge(rows)}
+        )
+
+
+def _merge(rows: list[dict]) -> list[dict]:
+    path = RESULTS / "sampling.json"
+    done = {row["dataset"] for row in rows}
+    old = json.loads(path.read_text())["rows"] if path.exists() else []
+    return [row for row in old if row["dataset"] not in done] + rows
 
 
 def _save_grid(images, path, title) -> None:

@@ -36,6 +36,8 @@ _MAX_SEED = 2**31 - 1
 #: Bytes of activations per forward pass at inference: scoring any number of images runs in
 #: chunks of at most this many bytes (plus the model), whatever the architecture.
 _INFERENCE_BYTES = 256 * 2**20
+#: Attributes that validating the input of ``fit`` sets before the model is trained.
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
 
 class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator):
@@ -218,6 +220,18 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             The fitted estimator.
         """
         self._validate_params()
+        # validate_data(reset=True) overwrites n_features_in_ (and feature_names_in_) before the
+        # other checks: put them back if this fit fails, so that a fitted model stays usable.
+        saved = {k: self.__dict__[k] for k in _INPUT_ATTRIBUTES if k in self.__dict__}
+        try:
+            return self._fit(X)
+        except BaseException:
+            for name in _INPUT_ATTRIBUTES:
+                self.__dict__.pop(name, None)
+            self.__dict__.update(saved)
+            raise
+
+    def _fit(self, X) -> DeepConvGMM:
         continuing = self.warm_start and hasattr(self, "module_")
         X, image_shape = self._validate_images(X, reset=not continuing)
         n_samples = X.shape[0]
@@ -237,7 +251,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                 f"batch_size={batch_size} is larger than n_samples={n_samples}; "
                 f"using batch_size={n_samples}.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of fit
             )
             batch_size = n_samples
         config = TrainingConfig(
@@ -298,9 +312,15 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
     def _validate_images(self, X, *, reset: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
         """Validate ``X`` as rows; return them with the image shape ``(H, W, C)``."""
         nd_shape = None
-        if getattr(X, "ndim", 2) in (3, 4) and hasattr(X, "reshape"):
+        ndim = getattr(X, "ndim", 2)
+        if ndim > 4:
+            raise ValueError(
+                "X must be 2-D (n_samples, n_features) or hold images (n_samples, H, W[, C]), "
+                f"got a {ndim}-D array of shape {tuple(X.shape)}."
+            )
+        if ndim in (3, 4) and hasattr(X, "reshape"):
             nd_shape = tuple(int(v) for v in X.shape[1:])
-            X = X.reshape(X.shape[0], -1)
+            X = X.reshape(X.shape[0], math.prod(nd_shape))  # not -1: X may hold 0 images
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
         n_features = X.shape[1]
         if not reset:
@@ -506,7 +526,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             n = min(self._sampling_chunk(), n_samples - start)
             comps = None
             if fixed is not None:
-                comps = torch.as_tensor(fixed[start : start + n], device=self.device_).view(n, 1)
+                # A copy as int64 (any integer dtype indexes; the caller's array is never shared).
+                comps = torch.tensor(fixed[start : start + n].astype(np.int64), device=self.device_)
+                comps = comps.view(n, 1)
             x, comps = generate(self.module_, n, opts, generator, components=comps, bounds=bounds)
             rows.append(x.detach().reshape(n, -1).double().cpu().numpy())
             labels.append(comps[:, 0].cpu().numpy().astype(np.int64))

@@ -134,13 +134,6 @@ def train(
                 f"Training diverged: the loss became {epoch_loss} in epoch {epoch + 1}. "
                 f"Lower learning_rate (got {config.learning_rate}) or rescale the data to [0, 1]."
             )
-        diverged = stack.diverged_layers(low, high)
-        if diverged:
-            raise ValueError(
-                f"Training diverged in epoch {epoch + 1}: the means of layer(s) {diverged} left "
-                f"the range of their inputs. Lower learning_rate (got {config.learning_rate}) "
-                "or the GMM specs' lr_means."
-            )
         result.loss_curve.append(epoch_loss)
         result.n_iter = epoch + 1
         if config.verbose:
@@ -167,6 +160,15 @@ def train(
                         flush=True,
                     )
                 break
+    # Overshooting steps can leave means far outside the data with a finite loss: refuse to
+    # return such a model (transient excursions that training recovers from are fine).
+    diverged = stack.diverged_layers(low, high)
+    if diverged:
+        raise ValueError(
+            f"Training diverged: the means of layer(s) {diverged} ended far outside the range "
+            f"of their inputs. Lower learning_rate (got {config.learning_rate}) or the GMM "
+            "specs' lr_means."
+        )
     stack.eval()
     stack.zero_grad(set_to_none=True)  # the fitted model carries no stale gradients
     if not result.converged:
@@ -174,6 +176,6 @@ def train(
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "
             "has not converged yet.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,  # train <- DeepConvGMM._fit <- fit <- the caller
         )
     return result

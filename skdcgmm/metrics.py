@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
 from sklearn.cluster import KMeans
@@ -35,6 +38,7 @@ def clustering_accuracy(labels_true, labels_pred) -> float:
     >>> clustering_accuracy([0, 0, 1, 1], [1, 1, 0, 0])
     1.0
     """
+    labels_true, labels_pred = _check_labels(labels_true, labels_pred)
     table = contingency_matrix(labels_true, labels_pred)  # (classes, clusters)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / table.sum())
@@ -58,6 +62,7 @@ def purity_score(labels_true, labels_pred) -> float:
     >>> purity_score([0, 0, 1, 1], [0, 1, 2, 2])
     1.0
     """
+    labels_true, labels_pred = _check_labels(labels_true, labels_pred)
     table = contingency_matrix(labels_true, labels_pred)
     return float(np.asarray(table.max(axis=0)).sum() / table.sum())
 
@@ -122,11 +127,9 @@ def ndb_score(
     >>> ndb_score(X, X, n_bins=10, random_state=0).ndb_k
     0.0
     """
-    reference = check_array(
-        np.reshape(X_reference, (len(X_reference), -1)), input_name="X_reference"
-    )
+    reference = check_array(_as_rows(X_reference, "X_reference"), input_name="X_reference")
     samples = check_array(
-        np.reshape(X_samples, (len(X_samples), -1)), dtype=reference.dtype, input_name="X_samples"
+        _as_rows(X_samples, "X_samples"), dtype=reference.dtype, input_name="X_samples"
     )
     if samples.shape[1] != reference.shape[1]:
         raise ValueError(
@@ -136,7 +139,7 @@ def ndb_score(
         raise ValueError(
             f"n_bins must be an int in [2, n_reference={len(reference)}], got {n_bins!r}."
         )
-    if not 0 < alpha < 1:
+    if not (isinstance(alpha, Real) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
     kmeans = KMeans(n_clusters=n_bins, n_init=1, random_state=random_state).fit(reference)
     p_ref = np.bincount(kmeans.labels_, minlength=n_bins) / len(reference)  # (K,)
@@ -151,6 +154,34 @@ def ndb_score(
     return NDBResult(
         float(different.mean()), float(js), different, p_ref, p_smp, kmeans.cluster_centers_
     )
+
+
+def _check_labels(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Both label arrays as 1-D arrays of the same, non-zero length."""
+    labels = []
+    for name, value in (("labels_true", labels_true), ("labels_pred", labels_pred)):
+        value = np.asarray(value)
+        if value.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got an array of shape {value.shape}.")
+        labels.append(value)
+    if len(labels[0]) != len(labels[1]):
+        raise ValueError(
+            "labels_true and labels_pred must have the same length, got "
+            f"{len(labels[0])} and {len(labels[1])}."
+        )
+    if len(labels[0]) == 0:
+        raise ValueError("labels_true and labels_pred are empty; need at least one sample.")
+    return labels[0], labels[1]
+
+
+def _as_rows(X, name: str) -> np.ndarray:
+    """``(n, ...)`` -> ``(n, prod(...))`` (``(n,)`` -> ``(n, 1)``), also for ``n = 0``."""
+    if sparse.issparse(X):
+        raise TypeError(f"{name} must be a dense array, got a sparse matrix; use .toarray().")
+    array = np.asarray(X)
+    if array.ndim == 0:
+        raise ValueError(f"{name} must be an array of samples, got the scalar {X!r}.")
+    return array.reshape(array.shape[0], math.prod(array.shape[1:]))
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:

@@ -8,8 +8,10 @@ with matplotlib and raise a clear ``ImportError`` when it is not installed
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import numpy as np
+from scipy import sparse
 from sklearn.utils.validation import check_is_fitted
 
 from .nn import GMMLayer
@@ -53,6 +55,8 @@ def image_grid(
     >>> image_grid(np.zeros((6, 4)), n_cols=3).shape
     (5, 8)
     """
+    if sparse.issparse(images):
+        raise TypeError("images must be a dense array, got a sparse matrix; use .toarray().")
     images = np.asarray(images, dtype=np.float64)
     if images.ndim not in (2, 3, 4) or images.shape[0] == 0:
         raise ValueError(
@@ -68,6 +72,16 @@ def image_grid(
                     f"Rows of {images.shape[1]} values are not square images; pass image_shape."
                 )
             image_shape = (side, side)
+        if (
+            not isinstance(image_shape, tuple | list)
+            or len(image_shape) not in (2, 3)
+            or not all(
+                isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in image_shape
+            )
+        ):
+            raise ValueError(
+                f"image_shape must be (H, W) or (H, W, C) with positive ints, got {image_shape!r}."
+            )
         if math.prod(image_shape) != images.shape[1]:
             raise ValueError(
                 f"image_shape={tuple(image_shape)} does not match rows of {images.shape[1]} values."

@@ -164,7 +164,8 @@ def test_float32_and_float64_give_close_results(blobs):
 
 def test_custom_layers_spec(blobs):
     X, _, _ = blobs
-    model = _fit(X, layers=(GMM(min_variance=0.001),), max_iter=10)
+    # learning_rate * lr_means / min_variance <= 2 keeps the mean updates stable.
+    model = _fit(X, layers=(GMM(min_variance=0.001),), max_iter=10, learning_rate=0.002)
     assert model.covariances_.min() >= 0.001 - 1e-7
     assert model.layers_ == (GMM(min_variance=0.001),)
 
