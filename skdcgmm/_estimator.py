@@ -361,7 +361,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             stack, dtype = copy.deepcopy(stack).double(), torch.float64
         itemsize = torch.finfo(dtype).bits // 8
         # The largest activation, counted three times (input, log-scores, output of a layer).
-        largest = max([math.prod(image_shape)] + [math.prod(m.output_shape) for m in stack.layers])
+        largest = _largest_activation(image_shape, stack)
         chunk = max(1, min(X.shape[0], _INFERENCE_BYTES // (3 * itemsize * largest)))
         outputs = []
         with torch.no_grad():
@@ -498,11 +498,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         y : ndarray of shape (n_samples,)
             Top-layer component of every sample.
         """
-        check_is_fitted(self)
+        opts, bounds = self._sampling_setup(options, "sample")
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
         n_samples = int(n_samples)
-        opts, clip = _sampling_options(options, "sample")
         fixed = None
         if components is not None:
             fixed = np.asarray(components)
@@ -520,17 +519,16 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                     f"{components!r}."
                 )
         generator = self._next_generator()
-        bounds = self._bounds() if clip else None
-        rows, labels = [], []
-        for start in range(0, n_samples, self._sampling_chunk()):
-            n = min(self._sampling_chunk(), n_samples - start)
+        rows, labels, chunk = [], [], self._sampling_chunk()
+        for start in range(0, n_samples, chunk):
+            n = min(chunk, n_samples - start)
             comps = None
             if fixed is not None:
                 # A copy as int64 (any integer dtype indexes; the caller's array is never shared).
                 comps = torch.tensor(fixed[start : start + n].astype(np.int64), device=self.device_)
                 comps = comps.view(n, 1)
             x, comps = generate(self.module_, n, opts, generator, components=comps, bounds=bounds)
-            rows.append(x.detach().reshape(n, -1).double().cpu().numpy())
+            rows.append(_to_rows(x))
             labels.append(comps[:, 0].cpu().numpy().astype(np.int64))
         return np.concatenate(rows), np.concatenate(labels)
 
@@ -554,13 +552,11 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         -------
         X_new : ndarray of the same shape as ``X``
         """
-        check_is_fitted(self)
-        shape = np.shape(X)
-        opts, clip = _sampling_options(options, "generate_variants")
+        opts, bounds = self._sampling_setup(options, "generate_variants")
         root = self._gmm_layer_index(layer)
+        shape = np.shape(X)
         X, _ = self._validate_images(X, reset=False)
-        out = self._variants(X, root, opts, self._bounds() if clip else None)
-        return out.reshape(shape)
+        return self._variants(X, root, opts, bounds).reshape(shape)
 
     def inpaint(self, X, mask, *, layer: int = -1, n_iter: int = 3, **options):
         """Fill the masked pixels of images with content that fits the rest (method §8).
@@ -588,10 +584,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         -------
         X_filled : ndarray of the same shape as ``X``
         """
-        check_is_fitted(self)
-        shape = np.shape(X)
-        opts, clip = _sampling_options(options, "inpaint")
+        opts, bounds = self._sampling_setup(options, "inpaint")
         root = self._gmm_layer_index(layer)
+        shape = np.shape(X)
         if not isinstance(n_iter, Integral) or isinstance(n_iter, bool) or n_iter < 1:
             raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}.")
         mask = np.asarray(mask)
@@ -606,7 +601,6 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         X, _ = self._validate_images(X, reset=False)
         missing = mask.reshape(X.shape)
         known = np.where(missing, 0.0, X)
-        bounds = self._bounds() if clip else None
         filled = known
         for _ in range(n_iter):
             filled = np.where(missing, self._variants(filled, root, opts, bounds), known)
@@ -615,6 +609,12 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         return np.where(missing, filled, X).reshape(shape)
 
     # ------------------------------------------------------------------ sampling helpers
+    def _sampling_setup(self, options: dict, caller: str):
+        """Check the fit, validate sampling keywords: ``(engine options, clip bounds or None)``."""
+        check_is_fitted(self)
+        opts, clip = _sampling_options(options, caller)
+        return opts, self._bounds() if clip else None
+
     def _next_generator(self) -> torch.Generator:
         """A generator for the next sampling call: new draws per call, reproducible per fit."""
         seed = (self._sample_seed + self._n_sample_calls) % _MAX_SEED
@@ -632,10 +632,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
     def _sampling_chunk(self) -> int:
         """Images per top-down pass, bounding activations (and sharpening's graph)."""
-        largest = max(
-            [math.prod(self.image_shape_)]
-            + [math.prod(m.output_shape) for m in self.module_.layers]
-        )
+        largest = _largest_activation(self.image_shape_, self.module_)
         return max(1, _INFERENCE_BYTES // (8 * 4 * largest))
 
     def _gmm_layer_index(self, layer: int) -> int:
@@ -648,7 +645,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         return index
 
     def _chunks(self, X: np.ndarray):
-        """``(start, rows as float32 tensors (n, L0, D0))`` over sampling-sized chunks."""
+        """Rows of ``X`` as float32 tensors ``(n, L0, D0)`` in sampling-sized chunks."""
         chunk = self._sampling_chunk()
         for start in range(0, X.shape[0], chunk):
             rows = to_tensor(X[start : start + chunk], self.device_, torch.float32)
@@ -656,27 +653,26 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
     def _variants(self, X, root, opts, bounds) -> np.ndarray:
         generator = self._next_generator()
-        out = [
-            variants(self.module_, x, root, opts, generator, bounds=bounds)
-            .detach()
-            .reshape(x.shape[0], -1)
-            .double()
-            .cpu()
-            .numpy()
-            for x in self._chunks(X)
-        ]
-        return np.concatenate(out)
+        chunks = self._chunks(X)
+        return np.concatenate(
+            [
+                _to_rows(variants(self.module_, x, root, opts, generator, bounds=bounds))
+                for x in chunks
+            ]
+        )
 
     def _sharpen_pixels(self, X, missing, opts, bounds) -> np.ndarray:
         """Sharpen images for the GMM layer above the first folding, moving only ``missing``."""
         stack = self.module_
         target = sharpening_target_index(stack, 0, opts.sharpening_target)
-        out = []
-        for x, free in zip(self._chunks(X), self._chunks(missing.astype(np.float32))):
-            level = bounds or (-torch.inf, torch.inf)
-            y = sharpen(stack, x, 0, target, opts, bounds=level, free=free > 0)
-            out.append(y.detach().reshape(x.shape[0], -1).double().cpu().numpy())
-        return np.concatenate(out)
+        level = bounds or (-torch.inf, torch.inf)
+        chunks = zip(self._chunks(X), self._chunks(missing.astype(np.float32)))
+        return np.concatenate(
+            [
+                _to_rows(sharpen(stack, x, 0, target, opts, bounds=level, free=free > 0))
+                for x, free in chunks
+            ]
+        )
 
     # ------------------------------------------------------------------ fitted views
     def _top_param(self, name: str) -> np.ndarray:
@@ -753,6 +749,16 @@ def _as_hwc(shape, name: str = "image shape") -> tuple[int, int, int]:
     return tuple(int(v) for v in shape) + ((1,) if len(shape) == 2 else ())
 
 
+def _to_rows(x: torch.Tensor) -> np.ndarray:
+    """Engine images ``(n, L0, D0)`` as float64 numpy rows ``(n, L0 * D0)``."""
+    return x.detach().reshape(x.shape[0], -1).double().cpu().numpy()
+
+
+def _largest_activation(image_shape: tuple[int, int, int], stack) -> int:
+    """Values per image of the largest tensor passed between the stack's layers."""
+    return max([math.prod(image_shape)] + [math.prod(m.output_shape) for m in stack.layers])
+
+
 def _positions(image_shape: tuple[int, int, int]) -> tuple[int, int]:
     """The engine's layout of an image: ``(L, D) = (H * W, C)``."""
     return (image_shape[0] * image_shape[1], image_shape[2])
@@ -782,7 +788,10 @@ _SAMPLING_CONSTRAINTS: dict = {
 
 
 def _sampling_options(options: dict, caller: str) -> tuple[SamplingOptions, bool]:
-    """Validate sampling keywords; return the engine's options and whether to clip."""
+    """Validate sampling keywords; return the engine's options and whether to clip.
+
+    Methods call :meth:`DeepConvGMM._sampling_setup`, which adds the fit check and bounds.
+    """
     unknown = sorted(set(options) - set(_SAMPLING_CONSTRAINTS))
     if unknown:
         raise TypeError(
