@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._training import TrainingConfig, train
+from ._training import TrainingConfig, new_state, train
 from ._utils import resolve_device, to_tensor
 from .layers import GMM, build_stack, resolve_layers
 from .nn import GMMLayer, SamplingOptions
@@ -36,6 +36,8 @@ _MAX_SEED = 2**31 - 1
 #: Bytes of activations per forward pass at inference: scoring any number of images runs in
 #: chunks of at most this many bytes (plus the model), whatever the architecture.
 _INFERENCE_BYTES = 256 * 2**20
+#: Version of the pickled state (``__getstate__``); increment on any change of its layout.
+_PICKLE_FORMAT = 1
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
@@ -85,10 +87,19 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         annealed; ``"plateau"`` is the reference's loss-plateau controller, which may need
         thousands of steps to finish.
     tol : float, default=1e-4
-        Relative tolerance: after annealing has ended, training stops when the epoch loss has
-        not improved by more than ``tol * |best loss|`` for ``n_iter_no_change`` epochs.
+        Relative tolerance: after annealing has ended, training stops when the epoch loss (or
+        the validation score, with ``early_stopping``) has not improved by more than
+        ``tol * |best|`` for ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=5
         Epochs without improvement before stopping.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (a random subset) and judge
+        convergence on its objective (the summed annealed log-likelihood per sample, the
+        negated training loss) instead of the training loss; the parameters of the best
+        validated epoch are kept. Only annealed epochs are compared (before, the objective
+        itself changes with the annealing radius).
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out when ``early_stopping`` is on.
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:<i>"``.
     random_state : int, RandomState instance or None, default=None
@@ -96,9 +107,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         torch and numpy random states are never used.
     warm_start : bool, default=False
         Continue from the previous fit's parameters and annealing radius instead of
-        re-initialising (the learning-rate schedule restarts).
+        re-initialising (the learning-rate schedule restarts). See also :meth:`partial_fit`.
     verbose : int, default=0
-        Print one progress line per epoch when positive.
+        ``1``: a progress bar per epoch (tqdm, when installed; plain lines otherwise) with the
+        loss, the annealing radius sigma and images/s; ``2`` or more: one plain line per epoch.
     transform_layer : int, default=-1
         Index into ``layers_`` of the layer whose output ``transform`` returns (flattened):
         ``-1`` is the top GMM's responsibilities; e.g. ``2`` is the pooled first-layer
@@ -119,10 +131,21 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
     n_iter_ : int
-        Epochs run by the last fit.
+        Epochs run by the last fit (``partial_fit``: calls made so far).
     loss_curve_ : list of float
         Per-epoch training loss: the negated annealed log-likelihood summed over GMM layers
-        (lower is better); appended to by warm starts.
+        (lower is better); appended to by warm starts and ``partial_fit``.
+    history_ : dict of ndarray
+        Per-epoch records, one row per entry of ``loss_curve_``: ``"loss"`` ``(n,)``,
+        ``"layer_loss"``, ``"sigma"`` and ``"learning_rate"`` ``(n, n_gmm_layers)`` (every
+        GMM layer's own loss, annealing radius and base learning rate at the end of the
+        epoch), ``"images_per_second"`` ``(n,)`` and ``"validation_score"`` ``(n,)`` (NaN
+        without ``early_stopping``). ``pandas.DataFrame`` takes the 1-D entries directly.
+    validation_scores_ : list of float or None
+        Validation objective per epoch of the last fit with ``early_stopping``, else ``None``.
+    best_validation_score_ : float or None
+        Best annealed validation objective, whose parameters were kept (``early_stopping``);
+        ``None`` when none was reached or without ``early_stopping``.
     converged_ : bool
         Whether the last fit stopped by the ``tol`` criterion.
     means_, weights_, precisions_, covariances_ : ndarray
@@ -161,6 +184,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         "annealing": [StrOptions({"time", "plateau"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
@@ -181,6 +206,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         annealing: str = "time",
         tol: float = 1e-4,
         n_iter_no_change: int = 5,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
         device="auto",
         random_state=None,
         warm_start: bool = False,
@@ -197,6 +224,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         self.annealing = annealing
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.device = device
         self.random_state = random_state
         self.warm_start = warm_start
@@ -220,40 +249,82 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             The fitted estimator.
         """
         self._validate_params()
+        return self._guarded_fit(X, partial=False)
+
+    def partial_fit(self, X, y=None) -> DeepConvGMM:
+        """One pass of annealed SGD over ``X``, continuing from the previous calls.
+
+        The first call initialises the model like ``fit``; later calls carry the parameters,
+        the annealing radius and the learning-rate schedule on, so data that does not fit in
+        memory can be streamed chunk by chunk (``X`` may also be a ``np.memmap``). With
+        ``annealing="time"`` each call counts as one epoch of the schedule: annealing ends
+        after ``max_iter / 2`` calls, so set ``max_iter`` to the number of calls planned
+        (e.g. chunks per pass times passes). After ``fit``, ``partial_fit`` continues the
+        fitted model at its final (annealed) rates. ``early_stopping`` does not apply.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One chunk of training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : DeepConvGMM
+            The updated estimator.
+        """
+        self._validate_params()
+        return self._guarded_fit(X, partial=True)
+
+    def _guarded_fit(self, X, *, partial: bool) -> DeepConvGMM:
         # validate_data(reset=True) overwrites n_features_in_ (and feature_names_in_) before the
         # other checks: put them back if this fit fails, so that a fitted model stays usable.
         saved = {k: self.__dict__[k] for k in _INPUT_ATTRIBUTES if k in self.__dict__}
         try:
-            return self._fit(X)
+            return self._fit(X, partial=partial)
         except BaseException:
             for name in _INPUT_ATTRIBUTES:
                 self.__dict__.pop(name, None)
             self.__dict__.update(saved)
             raise
 
-    def _fit(self, X) -> DeepConvGMM:
-        continuing = self.warm_start and hasattr(self, "module_")
+    def _fit(self, X, *, partial: bool = False) -> DeepConvGMM:
+        fitted = hasattr(self, "module_")
+        continuing = fitted and (partial or self.warm_start)
+        streamed = isinstance(X, np.memmap)
         X, image_shape = self._validate_images(X, reset=not continuing)
         n_samples = X.shape[0]
-        if n_samples < self.n_components:
+        if n_samples < self.n_components and not (partial and continuing):
             raise ValueError(
                 "Expected n_samples >= n_components but got "
                 f"n_components = {self.n_components}, n_samples = {n_samples}"
             )
+        if self.early_stopping and not partial and n_samples < 2:
+            raise ValueError(f"early_stopping=True needs at least 2 samples, got {n_samples}.")
         device = resolve_device(self.device)
         specs = resolve_layers(self.layers, image_shape)
+        n_train = n_samples
+        if self.early_stopping and not partial:
+            n_train -= math.ceil(self.validation_fraction * n_samples)
+            if n_train < 1:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} leaves no training samples "
+                    f"out of {n_samples}."
+                )
         if self.batch_size == "auto":
-            batch_size = min(n_samples, max(10, min(100, n_samples // 100)))
+            batch_size = min(n_train, max(10, min(100, n_train // 100)))
         else:
             batch_size = self.batch_size
-        if batch_size > n_samples:
-            warnings.warn(
-                f"batch_size={batch_size} is larger than n_samples={n_samples}; "
-                f"using batch_size={n_samples}.",
-                UserWarning,
-                stacklevel=3,  # the caller of fit
-            )
-            batch_size = n_samples
+        if batch_size > n_train:
+            if not partial:  # a streamed chunk may well be smaller than a batch
+                warnings.warn(
+                    f"batch_size={batch_size} is larger than the {n_train} training samples; "
+                    f"using batch_size={n_train}.",
+                    UserWarning,
+                    stacklevel=4,  # the caller of fit
+                )
+            batch_size = n_train
         config = TrainingConfig(
             max_iter=self.max_iter,
             batch_size=batch_size,
@@ -262,36 +333,65 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             annealing=self.annealing,
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
             verbose=self.verbose,
             waits=tuple(spec.wait for spec in specs if isinstance(spec, GMM)),
         )
-        rng = check_random_state(self.random_state)
-        generator = torch.Generator().manual_seed(int(rng.randint(_MAX_SEED)))
         if continuing:
             if self.layers_ != specs or self.module_.top.n_components != self.n_components:
                 raise ValueError(
-                    "warm_start=True needs the same layers and n_components as the previous fit."
+                    f"{'partial_fit' if partial else 'warm_start=True'} needs the same layers "
+                    "and n_components as the previous fit."
                 )
+            generator = self._next_generator("fit", torch.device("cpu"))
             stack = copy.deepcopy(self.module_).to(device)  # the old model stays intact on error
+            state = copy.deepcopy(self._training_state) if partial else None
         else:
+            rng = check_random_state(self.random_state)
+            generator = torch.Generator().manual_seed(int(rng.randint(_MAX_SEED)))
             stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
+            state = None
+            # Seeds of the generators of later calls: new draws per call, reproducible per fit.
+            self._seeds = {kind: int(rng.randint(_MAX_SEED)) for kind in ("fit", "sample")}
+            self._n_calls = {"fit": 0, "sample": 0}
         _check_transform_layer(self.transform_layer, len(stack.layers))
-        data = to_tensor(X, device, torch.float32).view(n_samples, *_positions(image_shape))
-        result = train(stack, data, config, generator)
+        shape = _positions(image_shape)
+        if streamed:
+            data = X  # batches are copied to the device one at a time
+        else:
+            data = to_tensor(X, device, torch.float32).view(n_samples, *shape)
+        state = new_state(stack, config) if state is None else state
+        result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
 
         self.module_ = stack
+        self._training_state = state
         self.layers_ = specs
         self.image_shape_ = image_shape
         self.device_ = device
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        history = {key: np.asarray(value, dtype=float) for key, value in result.history.items()}
+        if continuing:
+            history = {
+                key: np.concatenate([self.history_[key], value]) for key, value in history.items()
+            }
+            self.n_iter_ = self.n_iter_ + result.n_iter if partial else result.n_iter
+        else:
+            self.n_iter_ = result.n_iter
+        self.history_ = history
         self.loss_curve_ = (self.loss_curve_ if continuing else []) + result.loss_curve
-        low, high = X.min(axis=0), X.max(axis=0)
+        if not partial:
+            self.converged_ = result.converged
+        elif not continuing:
+            self.converged_ = False
+        if self.early_stopping and not partial:
+            self.validation_scores_ = result.history["validation_score"]
+            self.best_validation_score_ = result.best_validation_score
+        else:
+            self.validation_scores_ = self.best_validation_score_ = None
+        low, high = _column_range(X)
         if continuing:
             low, high = np.minimum(low, self.data_min_), np.maximum(high, self.data_max_)
         self.data_min_, self.data_max_ = low, high
-        self._sample_seed = int(rng.randint(_MAX_SEED))
-        self._n_sample_calls = 0
         return self
 
     def fit_predict(self, X, y=None) -> np.ndarray:
@@ -310,8 +410,12 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
     # ------------------------------------------------------------------ input
     def _validate_images(self, X, *, reset: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
-        """Validate ``X`` as rows; return them with the image shape ``(H, W, C)``."""
+        """Validate ``X`` as rows; return them with the image shape ``(H, W, C)``.
+
+        A ``np.memmap`` keeps its dtype and is not copied: callers convert it chunk by chunk.
+        """
         nd_shape = None
+        dtype = "numeric" if isinstance(X, np.memmap) else [np.float64, np.float32]
         ndim = getattr(X, "ndim", 2)
         if ndim > 4:
             raise ValueError(
@@ -321,7 +425,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         if ndim in (3, 4) and hasattr(X, "reshape"):
             nd_shape = tuple(int(v) for v in X.shape[1:])
             X = X.reshape(X.shape[0], math.prod(nd_shape))  # not -1: X may hold 0 images
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+        X = validate_data(self, X, dtype=dtype, reset=reset)
         n_features = X.shape[1]
         if not reset:
             image_shape = self.image_shape_
@@ -363,13 +467,16 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         # The largest activation, counted three times (input, log-scores, output of a layer).
         largest = _largest_activation(image_shape, stack)
         chunk = max(1, min(X.shape[0], _INFERENCE_BYTES // (3 * itemsize * largest)))
-        outputs = []
+        output = None  # filled chunk by chunk: no list of pieces to concatenate (2x memory)
         with torch.no_grad():
             for start in range(0, X.shape[0], chunk):
                 rows = to_tensor(X[start : start + chunk], self.device_, dtype)
                 rows = rows.view(rows.shape[0], *_positions(image_shape))
-                outputs.append(fn(stack, rows).double().cpu().numpy())
-        return np.concatenate(outputs, axis=0)
+                piece = fn(stack, rows).double().cpu().numpy()
+                if output is None:
+                    output = np.empty((X.shape[0], *piece.shape[1:]))
+                output[start : start + len(piece)] = piece
+        return output
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities of the top GMM layer's components.
@@ -615,11 +722,14 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         opts, clip = _sampling_options(options, caller)
         return opts, self._bounds() if clip else None
 
-    def _next_generator(self) -> torch.Generator:
-        """A generator for the next sampling call: new draws per call, reproducible per fit."""
-        seed = (self._sample_seed + self._n_sample_calls) % _MAX_SEED
-        self._n_sample_calls += 1
-        return torch.Generator(device=self.device_).manual_seed(seed)
+    def _next_generator(self, kind: str = "sample", device=None) -> torch.Generator:
+        """A generator for the next ``kind`` call ("fit": continued fits, "sample": sampling).
+
+        New draws per call, reproducible per ``random_state`` and fit.
+        """
+        seed = (self._seeds[kind] + 7919 * self._n_calls[kind]) % _MAX_SEED
+        self._n_calls[kind] += 1
+        return torch.Generator(device=self.device_ if device is None else device).manual_seed(seed)
 
     def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The training data's per-feature range in the engine's layout ``(L0, D0)``."""
@@ -708,6 +818,16 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         return math.prod(self.module_.layers[index].output_shape)
 
     # ------------------------------------------------------------------ persistence
+    # Pickle format (see "Persistence" in the README). The state is the estimator's __dict__
+    # with the torch module replaced by plain data, so that a pickle never holds a device
+    # tensor or a module class:
+    #   "_module_state": {name: CPU tensor} of DCGMMStack.state_dict(),
+    #   "_module_geometry": n_components of the top GMM layer (with layers_ and image_shape_,
+    #       enough to rebuild the stack with build_stack before loading the state dict),
+    #   "device_": str, "_skdcgmm_format": int, "_skdcgmm_version": str.
+    # Every other attribute is a plain Python/numpy value, a frozen spec of skdcgmm.layers or
+    # an annealing schedule of skdcgmm.nn. A change to any of this increments _PICKLE_FORMAT
+    # and adds a conversion from the previous format to __setstate__.
     def __getstate__(self) -> dict:
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__
         module = state.pop("module_", None)
@@ -716,9 +836,19 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             state["_module_state"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
             state["_module_geometry"] = module.top.n_components
             state["device_"] = str(state["device_"])
+        state["_skdcgmm_format"] = _PICKLE_FORMAT
+        state["_skdcgmm_version"] = _version()
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        fmt = state.pop("_skdcgmm_format", _PICKLE_FORMAT)
+        saved_by = state.pop("_skdcgmm_version", "unknown")
+        if fmt > _PICKLE_FORMAT:
+            raise ValueError(
+                f"This model was saved by skdcgmm {saved_by} in pickle format {fmt}; this "
+                f"skdcgmm ({_version()}) reads formats up to {_PICKLE_FORMAT}. Upgrade skdcgmm."
+            )
         module_state = state.pop("_module_state", None)
         geometry = state.pop("_module_geometry", None)
         super().__setstate__(state)
@@ -739,6 +869,12 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             self.device_ = device
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _as_hwc(shape, name: str = "image shape") -> tuple[int, int, int]:
     """``(H, W)`` or ``(H, W, C)`` -> ``(H, W, C)``, validated."""
     shape = tuple(shape)
@@ -747,6 +883,17 @@ def _as_hwc(shape, name: str = "image shape") -> tuple[int, int, int]:
     ):
         raise ValueError(f"{name} must be (H, W) or (H, W, C) with positive ints, got {shape!r}.")
     return tuple(int(v) for v in shape) + ((1,) if len(shape) == 2 else ())
+
+
+def _column_range(X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature minimum and maximum as float64, read in chunks (memory maps stay on disk)."""
+    low = np.full(X.shape[1], np.inf)
+    high = np.full(X.shape[1], -np.inf)
+    for start in range(0, X.shape[0], chunk):
+        rows = X[start : start + chunk]
+        low = np.minimum(low, rows.min(axis=0))
+        high = np.maximum(high, rows.max(axis=0))
+    return low, high
 
 
 def _to_rows(x: torch.Tensor) -> np.ndarray:

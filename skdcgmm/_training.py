@@ -1,25 +1,36 @@
 """The minibatch SGD loop over a :class:`~skdcgmm.nn.DCGMMStack`.
 
-Epochs over index batches shuffled with the fit's own generator, data resident on the device,
-one SGD optimiser and one annealing schedule per GMM layer, loss bookkeeping and convergence
-in the vocabulary of scikit-learn's MLP (``loss_curve_``, ``n_iter_``, ``tol``,
-``n_iter_no_change``). The loop knows no GMM formulas: layers give losses, schedules give rates.
+Epochs over index batches shuffled with the fit's own generator, one SGD optimiser and one
+annealing schedule per GMM layer, loss bookkeeping, history, early stopping and convergence in
+the vocabulary of scikit-learn's MLP (``loss_curve_``, ``n_iter_``, ``tol``, ``n_iter_no_change``,
+``early_stopping``, ``validation_fraction``). The loop knows no GMM formulas: layers give losses,
+schedules give rates.
+
+Data is either a tensor resident on the stack's device or any numpy array (e.g. a
+``np.memmap``) of which only the current batch is copied to the device. What must survive from
+one call to the next (``partial_fit``) lives in :class:`TrainingState`: the schedules and the
+training clock, measured in epochs (passes).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from .nn import DCGMMStack, PlateauSchedule, TimeSchedule
 
-__all__ = ["TrainingConfig", "TrainingResult", "train"]
+__all__ = ["TrainingConfig", "TrainingResult", "TrainingState", "new_state", "train"]
+
+#: Rows per forward pass when the validation objective is evaluated.
+_VALIDATION_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -32,39 +43,63 @@ class TrainingConfig:
     learning_rate_final: float
     annealing: str = "time"  # "time" or "plateau"
     sigma_min: float = 0.01
-    anneal_stop: float = 0.5  # fraction of the planned steps by which a time schedule ends
+    anneal_stop: float = 0.5  # fraction of the planned epochs by which a time schedule ends
     plateau_window: int = 100
     tol: float = 1e-4
     n_iter_no_change: int = 5
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
     verbose: int = 0
-    waits: tuple[float, ...] = ()  # per GMM layer: fraction of the planned steps spent frozen
+    waits: tuple[float, ...] = ()  # per GMM layer: fraction of the planned epochs spent frozen
+
+
+@dataclass
+class TrainingState:
+    """What carries over between calls of :func:`train` on the same stack.
+
+    ``epochs`` is the training clock (passes completed, fractional inside a pass); a GMM layer
+    learns from ``starts[i]`` epochs on, and its time schedule runs on its own clock
+    ``epochs - starts[i]``.
+    """
+
+    schedules: list
+    starts: list[float]
+    epochs: float = 0.0
 
 
 @dataclass
 class TrainingResult:
     loss_curve: list[float] = field(default_factory=list)
+    history: dict[str, list] = field(default_factory=dict)
     n_iter: int = 0
     converged: bool = False
+    interrupted: bool = False
+    best_validation_score: float | None = None
 
 
-def _make_schedule(layer, config: TrainingConfig, n_steps: int):
-    sigma0 = float(layer.sigma)
-    if config.annealing == "time":
-        return TimeSchedule(
-            sigma0,
-            config.sigma_min,
-            config.learning_rate,
-            config.learning_rate_final,
-            n_steps,
-            stop=config.anneal_stop,
-        )
-    return PlateauSchedule(
-        sigma0,
-        config.sigma_min,
-        config.learning_rate,
-        config.learning_rate_final,
-        window=config.plateau_window,
-    )
+def new_state(stack: DCGMMStack, config: TrainingConfig) -> TrainingState:
+    """Fresh schedules from the layers' current annealing radius, planned over ``max_iter``."""
+    layers = stack.gmm_layers
+    waits = config.waits or (0.0,) * len(layers)
+    if len(waits) != len(layers):
+        raise ValueError(f"Got {len(waits)} waits for {len(layers)} GMM layers.")
+    starts = [w * config.max_iter for w in waits]
+    schedules = []
+    for layer, start in zip(layers, starts):
+        sigma0 = float(layer.sigma)
+        lr0, lr_min = config.learning_rate, config.learning_rate_final
+        if config.annealing == "time":
+            horizon = max(config.max_iter - start, 1e-9)
+            schedules.append(
+                TimeSchedule(
+                    sigma0, config.sigma_min, lr0, lr_min, horizon, stop=config.anneal_stop
+                )
+            )
+        else:
+            schedules.append(
+                PlateauSchedule(sigma0, config.sigma_min, lr0, lr_min, window=config.plateau_window)
+            )
+    return TrainingState(schedules, starts)
 
 
 def _set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
@@ -72,94 +107,236 @@ def _set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -
         group["lr"] = learning_rate * group["factor"]
 
 
+def _fetch(data, index: Tensor, shape: tuple[int, int], device: torch.device) -> Tensor:
+    """Rows ``index`` of ``data`` as a float32 ``(B, L0, D0)`` tensor on ``device``."""
+    if torch.is_tensor(data):
+        return data[index.to(data.device)]
+    rows = np.sort(index.numpy())  # sorted: sequential reads from a memory map
+    batch = torch.from_numpy(np.asarray(data[rows], dtype=np.float32))
+    return batch.view(len(rows), *shape).to(device, non_blocking=True)
+
+
+def _objective(stack: DCGMMStack, data, index: Tensor, shape, device) -> float:
+    """Mean over ``index`` rows of the summed annealed log-likelihoods (higher is better)."""
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(index), _VALIDATION_CHUNK):
+            batch = _fetch(data, index[start : start + _VALIDATION_CHUNK], shape, device)
+            total += float(torch.stack(stack.training_losses(batch)).sum()) * batch.shape[0]
+    return total / len(index)
+
+
+class _Progress:
+    """Per-epoch progress: a tqdm bar (``verbose=1`` with tqdm installed) or plain lines."""
+
+    def __init__(self, verbose: int) -> None:
+        self.verbose, self.bar = verbose, None
+        self._tqdm = None
+        if verbose == 1:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                self._tqdm = tqdm
+
+    def start(self, epoch: int, n_epochs: int, n_samples: int) -> None:
+        if self._tqdm is not None:
+            self.bar = self._tqdm(
+                total=n_samples, desc=f"Epoch {epoch}/{n_epochs}", unit="img", leave=True
+            )
+
+    def update(self, n: int, loss: Tensor | None) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if loss is not None:  # read back rarely: a float() syncs the device
+                self.bar.set_postfix(loss=f"{-float(loss):.5g}", refresh=False)
+
+    def end(self, line: str, postfix: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.close()
+            self.bar = None
+        elif self.verbose:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def train(
-    stack: DCGMMStack, X: Tensor, config: TrainingConfig, generator: torch.Generator
+    stack: DCGMMStack,
+    data,
+    config: TrainingConfig,
+    generator: torch.Generator,
+    state: TrainingState | None = None,
+    *,
+    shape: tuple[int, int] | None = None,
+    single_pass: bool = False,
 ) -> TrainingResult:
-    """Fit ``stack`` on ``X`` ``(N, L0, D0)`` (already on the stack's device) in place.
+    """Fit ``stack`` on ``data`` in place; return the loss curve and per-epoch history.
+
+    Parameters
+    ----------
+    stack : DCGMMStack
+        The model, on its device.
+    data : Tensor of shape (N, L0, D0) or ndarray of shape (N, L0 * D0)
+        A tensor on the stack's device, or a numpy array (memory map) streamed batch by batch.
+    config : TrainingConfig
+    generator : torch.Generator
+        CPU generator for shuffling and the validation split.
+    state : TrainingState or None
+        Schedules and clock to continue from (``partial_fit``); ``None`` starts afresh.
+    shape : (L0, D0), optional
+        Image layout of numpy rows; taken from the stack when omitted.
+    single_pass : bool, default=False
+        One pass, no convergence test, no early stopping, no ``ConvergenceWarning``
+        (``partial_fit``).
 
     ``loss_curve`` holds one value per epoch: the negated annealed log-likelihood summed over GMM
     layers, averaged over the epoch's samples (lower is better). Raises ``ValueError`` as soon
     as an epoch's loss is not finite, so training never returns a model with NaN parameters.
+    A ``KeyboardInterrupt`` ends training after the current step with a warning; the model
+    keeps the parameters reached (``result.interrupted``).
     """
-    n_samples = X.shape[0]
+    device = stack.top.means.device
+    if shape is None:
+        shape = (stack.input_shape[0] * stack.input_shape[1], stack.input_shape[2])
+    state = new_state(stack, config) if state is None else state
+    layers = stack.gmm_layers
+    n_total = len(data)
+    if torch.is_tensor(data):
+        low, high = float(data.min()), float(data.max())
+    else:
+        low, high = float(np.min(data)), float(np.max(data))
+
+    # Validation split (early stopping): a random subset, fixed for the whole fit.
+    n_val = 0
+    train_index = torch.arange(n_total)
+    if config.early_stopping and not single_pass:
+        n_val = math.ceil(config.validation_fraction * n_total)
+        if not 1 <= n_val < n_total:
+            raise ValueError(
+                f"validation_fraction={config.validation_fraction} leaves {n_val} of "
+                f"{n_total} samples for validation; need at least one on each side."
+            )
+        order = torch.randperm(n_total, generator=generator)
+        val_index, train_index = order[:n_val], order[n_val:]
+    n_samples = len(train_index)
     batch_size = min(config.batch_size, n_samples)
     n_batches = math.ceil(n_samples / batch_size)
-    layers = stack.gmm_layers
-    n_steps = config.max_iter * n_batches
-    waits = config.waits or (0.0,) * len(layers)
-    if len(waits) != len(layers):
-        raise ValueError(f"Got {len(waits)} waits for {len(layers)} GMM layers.")
-    first_steps = [int(w * n_steps) for w in waits]  # a layer learns from this step on
-    schedules = [
-        _make_schedule(layer, config, n_steps - first) for layer, first in zip(layers, first_steps)
-    ]
-    optimizers = [
-        torch.optim.SGD(layer.param_groups(config.learning_rate), lr=config.learning_rate)
-        for layer in layers
-    ]
-    result = TrainingResult()
+
+    optimizers = []
+    for layer, schedule in zip(layers, state.schedules):
+        optimizer = torch.optim.SGD(layer.param_groups(config.learning_rate))
+        _set_learning_rate(optimizer, schedule.learning_rate)
+        optimizers.append(optimizer)
+
+    result = TrainingResult(history={key: [] for key in _HISTORY_KEYS})
     best_loss, no_improvement = math.inf, 0
+    best_score, best_params = -math.inf, None
+    n_epochs = 1 if single_pass else config.max_iter
+    progress = _Progress(config.verbose)
+    update_every = max(1, n_batches // 20)
     stack.train()
-    step = 0
-    low, high = float(X.min()), float(X.max())
-    for epoch in range(config.max_iter):
-        tic = time.perf_counter()
-        # Shuffle on the CPU generator (same order on every device), then move the indices once.
-        order = torch.randperm(n_samples, generator=generator).to(X.device)
-        epoch_sum = torch.zeros((), device=X.device)
-        for start in range(0, n_samples, batch_size):
-            batch = X[order[start : start + batch_size]]  # (B, L0, D0)
-            losses = stack.training_losses(batch)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            active = [step >= first for first in first_steps]
-            objective = sum(loss for loss, on in zip(losses, active) if on)
-            if torch.is_tensor(objective):  # at least one layer is learning
-                (-objective).backward()
-            step += 1
-            for layer, optimizer, schedule, loss, on in zip(
-                layers, optimizers, schedules, losses, active
-            ):
-                if not on:
-                    continue
-                optimizer.step()
-                layer.project_()
-                sigma, learning_rate = schedule.step(loss.detach())
-                layer.set_sigma(sigma)
-                _set_learning_rate(optimizer, learning_rate)
-            epoch_sum += torch.stack(losses).detach().sum() * batch.shape[0]
-        epoch_loss = -float(epoch_sum) / n_samples
-        if not math.isfinite(epoch_loss):
-            raise ValueError(
-                f"Training diverged: the loss became {epoch_loss} in epoch {epoch + 1}. "
-                f"Lower learning_rate (got {config.learning_rate}) or rescale the data to [0, 1]."
+    try:
+        for epoch in range(n_epochs):
+            tic = time.perf_counter()
+            epoch0 = state.epochs
+            progress.start(epoch + 1, n_epochs, n_samples)
+            perm = train_index[torch.randperm(n_samples, generator=generator)]
+            layer_sums = torch.zeros(len(layers), device=device)
+            for b, start in enumerate(range(0, n_samples, batch_size)):
+                batch = _fetch(data, perm[start : start + batch_size], shape, device)
+                losses = stack.training_losses(batch)
+                active = [state.epochs >= first for first in state.starts]
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+                objective = sum(loss for loss, on in zip(losses, active) if on)
+                if torch.is_tensor(objective):  # at least one layer is learning
+                    (-objective).backward()
+                state.epochs = epoch0 + (b + 1) / n_batches
+                for layer, optimizer, schedule, loss, on, first in zip(
+                    layers, optimizers, state.schedules, losses, active, state.starts
+                ):
+                    if not on:
+                        continue
+                    optimizer.step()
+                    layer.project_()
+                    sigma, learning_rate = schedule.step(loss.detach(), at=state.epochs - first)
+                    layer.set_sigma(sigma)
+                    _set_learning_rate(optimizer, learning_rate)
+                stacked = torch.stack(losses).detach()
+                layer_sums += stacked * batch.shape[0]
+                progress.update(batch.shape[0], stacked.sum() if b % update_every == 0 else None)
+            layer_losses = [-v / n_samples for v in layer_sums.tolist()]
+            epoch_loss = sum(layer_losses)
+            if not math.isfinite(epoch_loss):
+                raise ValueError(
+                    f"Training diverged: the loss became {epoch_loss} in epoch {epoch + 1}. "
+                    f"Lower learning_rate (got {config.learning_rate}) or rescale the data "
+                    "to [0, 1]."
+                )
+            annealed = all(s.finished for s in state.schedules)
+            score = math.nan
+            if n_val:
+                score = _objective(stack, data, val_index, shape, device)
+                if annealed and score > best_score:  # only annealed objectives compare
+                    best_score = score
+                    best_params = copy.deepcopy(stack.state_dict())
+            seconds = max(time.perf_counter() - tic, 1e-12)
+            _record(result, epoch_loss, layer_losses, state, n_samples / seconds, score)
+            sigmas = [s.sigma for s in state.schedules]
+            rates = [s.learning_rate for s in state.schedules]
+            line = (
+                f"Epoch {epoch + 1}/{n_epochs}: loss={epoch_loss:.6g}, "
+                f"sigma=[{', '.join(f'{v:.3g}' for v in sigmas)}], lr={rates[-1]:.3g}, "
+                f"{n_samples / seconds:,.0f} images/s"
+                + (f", validation score={score:.6g}" if n_val else "")
             )
-        result.loss_curve.append(epoch_loss)
-        result.n_iter = epoch + 1
-        if config.verbose:
-            speed = n_samples / max(time.perf_counter() - tic, 1e-12)
-            sigmas = ", ".join(f"{s.sigma:.3g}" for s in schedules)
-            print(
-                f"Epoch {epoch + 1}/{config.max_iter}: loss={epoch_loss:.6g}, sigma=[{sigmas}], "
-                f"lr={schedules[-1].learning_rate:.3g}, {speed:,.0f} images/s",
-                flush=True,
-            )
-        # Convergence is judged only once annealing has ended: before that the objective moves.
-        if all(s.finished for s in schedules):
-            if epoch_loss > best_loss - config.tol * abs(best_loss):
+            postfix = {"loss": f"{epoch_loss:.5g}", "sigma": f"{sigmas[-1]:.3g}"}
+            if n_val:
+                postfix["val"] = f"{score:.5g}"
+            progress.end(line, postfix)
+            if single_pass or not annealed:
+                continue  # convergence is judged only once annealing has ended
+            # Early stopping watches the validation score, otherwise the training loss.
+            current = -score if n_val else epoch_loss
+            if current > best_loss - config.tol * abs(best_loss):
                 no_improvement += 1
             else:
                 no_improvement = 0
-            best_loss = min(best_loss, epoch_loss)
+            best_loss = min(best_loss, current)
             if no_improvement >= config.n_iter_no_change:
                 result.converged = True
                 if config.verbose:
+                    what = "validation score" if n_val else "training loss"
                     print(
-                        f"Converged: training loss did not improve more than tol={config.tol} "
+                        f"Converged: {what} did not improve more than tol={config.tol} "
                         f"(relative) for {config.n_iter_no_change} consecutive epochs.",
                         flush=True,
                     )
                 break
+    except KeyboardInterrupt:
+        result.interrupted = True
+        for layer in layers:  # a step may have been cut between the update and the projection
+            layer.project_()
+        warnings.warn(
+            f"Training interrupted by the user after {result.n_iter} complete epoch(s); the "
+            "model keeps the parameters reached so far.",
+            UserWarning,
+            stacklevel=5,  # train <- _fit <- _guarded_fit <- fit (or partial_fit) <- caller
+        )
+    finally:
+        progress.close()
+        stack.eval()
+        stack.zero_grad(set_to_none=True)  # the fitted model carries no stale gradients
+
+    if best_params is not None:  # early stopping: keep the best validated parameters
+        stack.load_state_dict(best_params)
+        result.best_validation_score = best_score
     # Overshooting steps can leave means far outside the data with a finite loss: refuse to
     # return such a model (transient excursions that training recovers from are fine).
     diverged = stack.diverged_layers(low, high)
@@ -169,13 +346,34 @@ def train(
             f"of their inputs. Lower learning_rate (got {config.learning_rate}) or the GMM "
             "specs' lr_means."
         )
-    stack.eval()
-    stack.zero_grad(set_to_none=True)  # the fitted model carries no stale gradients
-    if not result.converged:
+    if not (result.converged or result.interrupted or single_pass):
         warnings.warn(
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "
             "has not converged yet.",
             ConvergenceWarning,
-            stacklevel=4,  # train <- DeepConvGMM._fit <- fit <- the caller
+            stacklevel=5,  # train <- _fit <- _guarded_fit <- fit (or partial_fit) <- caller
         )
     return result
+
+
+#: Per-epoch records of :attr:`TrainingResult.history` (per-layer entries are lists).
+_HISTORY_KEYS = (
+    "loss",
+    "layer_loss",
+    "sigma",
+    "learning_rate",
+    "images_per_second",
+    "validation_score",
+)
+
+
+def _record(result, loss, layer_losses, state, speed, score) -> None:
+    result.loss_curve.append(loss)
+    result.n_iter += 1
+    history = result.history
+    history["loss"].append(loss)
+    history["layer_loss"].append(layer_losses)
+    history["sigma"].append([s.sigma for s in state.schedules])
+    history["learning_rate"].append([s.learning_rate for s in state.schedules])
+    history["images_per_second"].append(speed)
+    history["validation_score"].append(score)

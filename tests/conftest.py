@@ -47,3 +47,7 @@ def _quiet_convergence():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         yield
+
+
+# The fixture writer is a script, not a test module.
+collect_ignore_glob = ["fixtures/*.py"]

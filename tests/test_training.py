@@ -1,12 +1,14 @@
 """The SGD loop of skdcgmm._training."""
 
 import math
+import sys
 
+import numpy as np
 import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from skdcgmm._training import TrainingConfig, train
+from skdcgmm._training import TrainingConfig, new_state, train
 from skdcgmm.nn import DCGMMStack, GMMLayer
 
 
@@ -69,12 +71,97 @@ def test_non_finite_loss_raises():
         train(stack, X * 1e30, _config(max_iter=1), g)
 
 
-def test_verbose_prints_one_line_per_epoch(capsys):
+def test_verbose_2_prints_one_line_per_epoch(capsys):
     stack, X, g = _setup()
-    train(stack, X, _config(max_iter=3, verbose=1), g)
+    train(stack, X, _config(max_iter=3, verbose=2), g)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
     assert len(lines) == 3
     assert "loss=" in lines[0] and "sigma=" in lines[0] and "images/s" in lines[0]
+
+
+def test_verbose_1_without_tqdm_prints_plain_lines(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails as if not installed
+    stack, X, g = _setup()
+    train(stack, X, _config(max_iter=2, verbose=1), g)
+    out = capsys.readouterr()
+    assert sum(line.startswith("Epoch") for line in out.out.splitlines()) == 2
+    assert "img/s" not in out.err
+
+
+def test_verbose_1_shows_a_tqdm_bar_per_epoch(capsys):
+    pytest.importorskip("tqdm")
+    stack, X, g = _setup()
+    train(stack, X, _config(max_iter=2, verbose=1), g)
+    err = capsys.readouterr().err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err
+    assert "200/200" in err and "loss=" in err and "sigma=" in err and "img/s" in err
+
+
+def test_history_has_one_row_per_epoch_and_layer():
+    g = torch.Generator().manual_seed(0)
+    from skdcgmm.nn import Folding
+
+    stack = DCGMMStack(
+        [
+            GMMLayer((2, 2, 3), 4, generator=g),
+            Folding((2, 2, 4), (2, 2), (2, 2)),
+            GMMLayer((1, 1, 16), 2, generator=g),
+        ]
+    )
+    X = torch.rand(100, 4, 3, generator=g)
+    result = train(stack, X, _config(max_iter=4, batch_size=10), g)
+    h = result.history
+    assert h["loss"] == result.loss_curve and len(h["loss"]) == 4
+    assert np.asarray(h["layer_loss"]).shape == (4, 2)
+    assert np.allclose(np.asarray(h["layer_loss"]).sum(axis=1), h["loss"])
+    sigma = np.asarray(h["sigma"])
+    assert sigma.shape == (4, 2) and (np.diff(sigma, axis=0) <= 0).all()
+    assert sigma[-1].tolist() == pytest.approx([0.01, 0.01])  # annealed by half of 4 epochs
+    assert np.asarray(h["learning_rate"])[-1].tolist() == pytest.approx([0.02, 0.02])
+    assert all(v > 0 for v in h["images_per_second"])
+    assert all(math.isnan(v) for v in h["validation_score"])
+
+
+def test_early_stopping_keeps_the_best_validated_parameters():
+    stack, X, g = _setup(n=400)
+    config = _config(
+        max_iter=40, early_stopping=True, validation_fraction=0.25, tol=1.0, n_iter_no_change=3
+    )
+    result = train(stack, X, config, g)
+    scores = result.history["validation_score"]
+    assert result.converged and len(scores) < 40 and all(math.isfinite(v) for v in scores)
+    # Annealing ends after 20 epochs; the best annealed epoch's parameters are kept.
+    assert result.best_validation_score == max(scores[19:])
+
+
+def test_state_carries_the_schedule_over_single_passes():
+    stack, X, g = _setup()
+    config = _config(max_iter=4)
+    state = new_state(stack, config)
+    for _ in range(4):
+        result = train(stack, X, config, g, state, single_pass=True)
+        assert result.n_iter == 1
+    assert state.epochs == pytest.approx(4.0)
+    assert float(stack.top.sigma) == pytest.approx(0.01)  # annealed over the first 2 calls
+
+
+def test_keyboard_interrupt_stops_cleanly_and_warns(monkeypatch):
+    stack, X, g = _setup()
+    calls = {"n": 0}
+    original = DCGMMStack.training_losses
+
+    def interrupted(self, x):
+        calls["n"] += 1
+        if calls["n"] == 25:  # in the third epoch of 10 batches
+            raise KeyboardInterrupt
+        return original(self, x)
+
+    monkeypatch.setattr(DCGMMStack, "training_losses", interrupted)
+    with pytest.warns(UserWarning, match="interrupted"):
+        result = train(stack, X, _config(max_iter=5), g)
+    assert result.interrupted and result.n_iter == 2 and len(result.loss_curve) == 2
+    assert not stack.training
+    assert all(torch.isfinite(p).all() for p in stack.parameters())
 
 
 def test_same_generator_seed_gives_identical_training():

@@ -37,8 +37,8 @@ class _Schedule:
     def finished(self) -> bool:
         return self.sigma <= self.sigma_min and self.learning_rate <= self.lr_min
 
-    def step(self, loss: Tensor) -> tuple[float, float]:  # pragma: no cover - interface
-        raise NotImplementedError
+    def step(self, loss: Tensor, at: float | None = None) -> tuple[float, float]:
+        raise NotImplementedError  # pragma: no cover
 
 
 class TimeSchedule(_Schedule):
@@ -50,8 +50,9 @@ class TimeSchedule(_Schedule):
         Start and final annealing radius.
     lr0, lr_min : float
         Start and final learning rate.
-    n_steps : int
-        Planned number of training steps.
+    n_steps : float
+        Planned length of training, in steps or in any other unit of time (e.g. epochs, with
+        ``step(at=...)`` giving the time reached).
     start, stop : float, default=(0.0, 0.5)
         Fractions of ``n_steps`` between which the decay happens; the values are held at the
         start before ``start`` and at the floors after ``stop``.
@@ -63,7 +64,7 @@ class TimeSchedule(_Schedule):
         sigma_min: float,
         lr0: float,
         lr_min: float,
-        n_steps: int,
+        n_steps: float,
         *,
         start: float = 0.0,
         stop: float = 0.5,
@@ -71,11 +72,11 @@ class TimeSchedule(_Schedule):
         super().__init__(sigma0, sigma_min, lr0, lr_min)
         if not 0.0 <= start < stop <= 1.0:
             raise ValueError(f"Need 0 <= start < stop <= 1, got start={start}, stop={stop}.")
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}.")
+        if not n_steps > 0:
+            raise ValueError(f"n_steps must be > 0, got {n_steps}.")
         self.t0 = start * n_steps
-        self.t1 = max(stop * n_steps, self.t0 + 1.0)
-        self.t = 0
+        self.t1 = stop * n_steps
+        self.t: float = 0
 
     def _at(self, t: float) -> tuple[float, float]:
         frac = min(max((t - self.t0) / (self.t1 - self.t0), 0.0), 1.0)
@@ -85,8 +86,9 @@ class TimeSchedule(_Schedule):
         lr = self.lr0 * math.exp(frac * math.log(self.lr_min / self.lr0))
         return sigma, lr
 
-    def step(self, loss: Tensor | None = None) -> tuple[float, float]:
-        self.t += 1
+    def step(self, loss: Tensor | None = None, at: float | None = None) -> tuple[float, float]:
+        """Advance by one step, or to time ``at`` (same unit as ``n_steps``, e.g. epochs)."""
+        self.t = self.t + 1 if at is None else at
         self.sigma, self.learning_rate = self._at(self.t)
         return self.sigma, self.learning_rate
 
@@ -124,7 +126,12 @@ class PlateauSchedule(_Schedule):
         self.first: float | None = None
         self.last: float | None = None
 
-    def step(self, loss: Tensor) -> tuple[float, float]:
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_sum"] = float(state["_sum"])  # no device tensor in a pickle
+        return state
+
+    def step(self, loss: Tensor, at: float | None = None) -> tuple[float, float]:
         self._sum = self._sum + loss.detach()
         self._count += 1
         if self._count == self.window:
