@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
+from _common import hardware
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
@@ -105,14 +103,7 @@ def main() -> None:
         "benchmark": "flat_vs_sklearn",
         "data": "MNIST 60k train / 10k test, pixels / 255",
         "min_variance": MIN_VARIANCE,
-        "hardware": {
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
+        "hardware": {**hardware(), "numpy": np.__version__},
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

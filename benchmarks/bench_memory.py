@@ -5,7 +5,7 @@ of a growing slice of the 70,000 MNIST images (train + test), a fresh process lo
 and the data and runs ``score_samples``, ``predict_proba`` and ``transform`` (of the pooled
 first layer, 11 x 11 x 25 features per image). Reported: its peak RSS before and during
 inference. Inference runs in chunks of at most ``skdcgmm._estimator._INFERENCE_BYTES`` of
-activations, so the growth with N is the output arrays only.
+activations and fills preallocated outputs, so the growth with N is the output arrays only.
 
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_memory.py``
 """

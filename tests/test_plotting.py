@@ -7,7 +7,14 @@ import pytest
 from sklearn.datasets import load_digits
 
 from skdcgmm import DeepConvGMM
-from skdcgmm.plotting import image_grid, plot_images, plot_prototypes
+from skdcgmm.plotting import (
+    image_grid,
+    plot_history,
+    plot_images,
+    plot_prototypes,
+    plot_responsibilities,
+    save_png,
+)
 
 
 def test_image_grid_places_every_image():
@@ -58,3 +65,43 @@ def test_missing_matplotlib_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match="needs matplotlib"):
         plot_images(np.zeros((4, 4)))
+
+
+def test_history_and_responsibility_plots():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    X = load_digits().data[:300] / 16.0
+    model = DeepConvGMM(4, max_iter=3, random_state=0).fit(X)
+    fig = plot_history(model)
+    assert len(fig.axes) == 3  # loss, sigma, learning rate (no validation)
+    loss_lines = fig.axes[0].get_lines()
+    assert np.allclose(loss_lines[0].get_ydata(), model.loss_curve_)
+    assert len(loss_lines) == 3  # total + two GMM layers
+    assert np.allclose(fig.axes[1].get_lines()[0].get_ydata(), model.history_["sigma"][:, 0])
+    fig = plot_responsibilities(model, X[0])
+    assert len(fig.axes) == 3  # image, first-layer map, top posterior
+    assert fig.axes[1].images[0].get_array().shape[:2] == model.module_.layers[1].output_shape[:2]
+    heights = [p.get_height() for p in fig.axes[2].patches]
+    assert np.allclose(heights, model.predict_proba(X[:1])[0])
+    with pytest.raises(ValueError, match="one image"):
+        plot_responsibilities(model, np.zeros((2, 2, 2, 2)))
+    stopped = DeepConvGMM(3, layers="flat", max_iter=4, early_stopping=True, random_state=0).fit(X)
+    assert len(plot_history(stopped).axes) == 4
+    plt.close("all")
+
+
+def test_save_png_round_trips_through_matplotlib(tmp_path):
+    image = np.linspace(0, 1, 6 * 5).reshape(6, 5)
+    path = tmp_path / "a.png"
+    save_png(path, image)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    read = plt.imread(path)  # floats in [0, 1]
+    assert read.shape[:2] == (6, 5)
+    grey = read if read.ndim == 2 else read[..., 0]
+    assert np.abs(grey - image).max() <= 0.5 / 255 + 1e-6
+    colour = np.stack([image, 1 - image, np.zeros_like(image)], axis=-1)
+    save_png(tmp_path / "c.png", colour, vmin=0, vmax=1)
+    assert np.abs(plt.imread(tmp_path / "c.png")[..., :3] - colour).max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="shape"):
+        save_png(tmp_path / "x.png", np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        save_png(tmp_path / "x.png", np.full((2, 2), np.nan))

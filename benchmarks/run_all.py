@@ -1,0 +1,573 @@
+"""Run every benchmark in sequence and write the Markdown report of their results.
+
+Every ``bench_*.py`` next to this file runs in its own subprocess, one after the other (so
+no two share the CPU), and saves its JSON in ``benchmarks/results/``. Then the report is
+built from those JSON files: ``benchmarks/results/README.md``, one table per benchmark plus
+the hardware each ran on. When the top-level ``README.md`` holds the markers
+``<!-- results:start -->`` and ``<!-- results:end -->``, the same report replaces what lies
+between them (headings nested under the section that holds the markers).
+
+Run: ``SKDCGMM_DATA=../shared/data python benchmarks/run_all.py`` (tens of minutes on a CPU)
+
+    python benchmarks/run_all.py --only clustering presets   # just these two, then the report
+    python benchmarks/run_all.py --skip outliers sampling    # all but these
+    python benchmarks/run_all.py --report-only               # rebuild the report from the JSON
+
+This module imports neither torch nor skdcgmm (the report builder is cheap to import and test);
+the hardware of results files that do not record it is read from this machine, lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+ROOT_README = HERE.parent / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+MISSING = "–"
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the benchmarks
+# ---------------------------------------------------------------------------------------------
+
+
+def discover(directory: Path = HERE) -> dict[str, Path]:
+    """``{name: script}`` of the benchmark scripts: ``bench_clustering.py`` is ``clustering``.
+
+    In the order of :data:`SECTIONS` (the headline figures first), then alphabetically.
+    """
+    found = {p.stem[len("bench_") :]: p for p in sorted(directory.glob("bench_*.py"))}
+    order = [n for n in SECTIONS if n in found] + [n for n in found if n not in SECTIONS]
+    return {n: found[n] for n in order}
+
+
+def _name(text: str) -> str:
+    """A benchmark name from what a user may type: ``bench_presets.py`` -> ``presets``."""
+    name = Path(text).name
+    name = name[: -len(".py")] if name.endswith(".py") else name
+    name = name[len("bench_") :] if name.startswith("bench_") else name
+    return name.replace("-", "_")
+
+
+def select(available: Sequence[str], only=None, skip=None) -> list[str]:
+    """The benchmarks to run, in ``available`` order; unknown names raise ``ValueError``."""
+    only = [_name(n) for n in only or []]
+    skip = [_name(n) for n in skip or []]
+    unknown = sorted(set(only + skip) - set(available))
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; available: {list(available)}")
+    return [n for n in available if (not only or n in only) and n not in skip]
+
+
+def run_benchmarks(names: Sequence[str], scripts: dict[str, Path]) -> list[tuple[str, int, float]]:
+    """Run the scripts one after the other; ``(name, return code, seconds)`` of each."""
+    done = []
+    for i, name in enumerate(names, 1):
+        script = scripts[name]
+        print(f"\n=== [{i}/{len(names)}] {script.name} ===", flush=True)
+        tic = time.perf_counter()
+        code = subprocess.run([sys.executable, str(script)], cwd=HERE).returncode
+        seconds = time.perf_counter() - tic
+        status = "ok" if code == 0 else f"FAILED (exit code {code})"
+        print(f"=== {script.name}: {status} after {seconds / 60:.1f} min ===", flush=True)
+        done.append((name, code, seconds))
+    return done
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A table cell: floats with ``digits`` decimals, thousands separators, ``–`` if missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value).replace("|", "\\|")
+
+
+def table(rows: Sequence[dict], columns: Sequence[tuple[str, str | Callable, int]]) -> str:
+    """A Markdown table: ``columns`` are ``(header, key or function of the row, decimals)``."""
+    lines = [
+        "| " + " | ".join(h for h, _, _ in columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for row in rows:
+        cells = []
+        for _, key, digits in columns:
+            value = key(row) if callable(key) else row.get(key)
+            cells.append(fmt(value, digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _settings(data: dict, keys: Sequence[str]) -> str:
+    found = [f"`{k}={data[k]}`" for k in keys if k in data]
+    return f"Settings: {', '.join(found)}." if found else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# One section per benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def section_flat_vs_sklearn(data: dict) -> list[str]:
+    rows = data.get("rows", [])
+    out = [
+        'Flat `DeepConvGMM` (SGD) vs `GaussianMixture(covariance_type="diag")` (EM), same '
+        "process and CPU; test log-likelihood is the mean exact log-density of the test "
+        "images (higher is better); the speed-up and relative gap are against EM at the same K "
+        "(a negative gap: better than EM); accuracy, NMI and ARI of the test clusters at K = 10.",
+    ]
+    if "data" in data or "min_variance" in data:
+        out.append(
+            f"Data: {data.get('data', MISSING)}; variance floor / `reg_covar` "
+            f"{data.get('min_variance', MISSING)}."
+        )
+    out.append(
+        table(
+            rows,
+            [
+                ("K", "K", 0),
+                ("model", "model", 0),
+                ("fit (s)", "fit_seconds", 1),
+                ("iterations", "n_iter", 0),
+                ("test log-lik.", "test_log_likelihood", 2),
+                ("speed-up vs EM", lambda r: r.get("speedup_vs_em"), 2),
+                ("rel. test-LL gap", "test_ll_relative_gap", 4),
+                ("accuracy", "accuracy", 3),
+                ("NMI", "nmi", 3),
+                ("ARI", "ari", 3),
+            ],
+        )
+    )
+    return out
+
+
+def section_clustering(data: dict) -> list[str]:
+    rows = data.get("rows", [])
+    clusters = [r for r in rows if "accuracy" in r]
+    probes = [r for r in rows if "test_accuracy" in r]
+    out = [
+        "10 clusters fitted on the training images, evaluated on the test images: accuracy "
+        "under the Hungarian matching of clusters to classes, NMI and ARI.",
+        _settings(data, ["deep", "steps"]),
+        table(
+            clusters,
+            [
+                ("dataset", "dataset", 0),
+                ("model", "model", 0),
+                ("fit (s)", "fit_seconds", 1),
+                ("accuracy", "accuracy", 3),
+                ("NMI", "nmi", 3),
+                ("ARI", "ari", 3),
+            ],
+        ),
+    ]
+    if probes:
+        out += [
+            "Linear probe: logistic regression on the `transform` features, test accuracy.",
+            table(
+                probes,
+                [
+                    ("dataset", "dataset", 0),
+                    ("features", "model", 0),
+                    ("training images", "probe_train_samples", 0),
+                    ("test accuracy", "test_accuracy", 4),
+                ],
+            ),
+        ]
+    return out
+
+
+def section_outliers(data: dict) -> list[str]:
+    rows = data.get("rows", [])
+    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
+    models: list[str] = []
+    for row in rows:
+        key = (row.get("dataset", MISSING), row.get("protocol", MISSING))
+        model = row.get("model", MISSING)
+        if model not in models:
+            models.append(model)
+        groups.setdefault(key, {}).setdefault(model, []).append(row.get("roc_auc"))
+    if not rows and data.get("mean_auc"):  # only the summary was stored
+        for key, auc in data["mean_auc"].items():
+            dataset, protocol, model = key.split("/", 2)
+            if model not in models:
+                models.append(model)
+            groups.setdefault((dataset, protocol), {})[model] = [auc]
+    summary = []
+    for (dataset, protocol), by_model in groups.items():
+        means = {m: _mean(v) for m, v in by_model.items()}
+        best = max((v for v in means.values() if v is not None), default=None)
+        row = {
+            "dataset": dataset,
+            "protocol": protocol,
+            "classes": max(len(v) for v in by_model.values()),
+        }
+        for model in models:
+            value = means.get(model)
+            cell = fmt(value, 4)
+            row[model] = f"**{cell}**" if value is not None and value == best else cell
+        summary.append(row)
+    return [
+        "Mean ROC-AUC of `score_samples` over the classes (best per row in bold). *one-class*: "
+        "fitted on one class, that class is the inliers; *leave-out*: fitted on the other "
+        "nine classes, the held-out class is the outliers.",
+        _settings(data, ["deep", "steps"]),
+        table(
+            summary,
+            [("dataset", "dataset", 0), ("protocol", "protocol", 0), ("classes", "classes", 0)]
+            + [(m, m, 0) for m in models],
+        ),
+    ]
+
+
+def section_presets(data: dict) -> list[str]:
+    rows = data.get("rows", [])
+    first = rows[0] if rows else {}
+    return [
+        "Training and scoring throughput and peak resident memory of every preset, each in a "
+        f"fresh process ({fmt(first.get('images'))} MNIST images, {fmt(first.get('epochs'))} "
+        "epoch(s), K = 10); *training extra* is the peak minus the memory before the fit.",
+        table(
+            rows,
+            [
+                ("preset", "preset", 0),
+                ("parameters", "parameters", 0),
+                ("fit (s)", "fit_seconds", 1),
+                ("train images/s", "train_images_per_s", 0),
+                ("score images/s", "score_images_per_s", 0),
+                ("peak RSS (MB)", "peak_rss_mb", 0),
+                ("training extra (MB)", "training_extra_mb", 0),
+            ],
+        ),
+    ]
+
+
+def section_sampling(data: dict) -> list[str]:
+    return [
+        "Sample quality against the training images: NDB/K (fraction of the 100 k-means bins "
+        "whose proportion differs significantly) and the Jensen-Shannon divergence of the bin "
+        "proportions (both lower is better; the test set is the floor), and sampling speed.",
+        _settings(data, ["components", "epochs"]),
+        table(
+            data.get("rows", []),
+            [
+                ("dataset", "dataset", 0),
+                ("model / sampler options", lambda r: f"`{r.get('model', MISSING)}`", 0),
+                ("NDB/K", "ndb_k", 2),
+                ("JS", "js", 4),
+                ("samples/s", "samples_per_second", 0),
+                ("fit (s)", "fit_seconds", 1),
+            ],
+        ),
+    ]
+
+
+def section_memory(data: dict) -> list[str]:
+    return [
+        "Peak resident memory of inference (`score_samples`, `predict_proba` and `transform` "
+        "of the pooled first layer) of the default architecture on growing slices of the "
+        "70,000 MNIST images, each size in a fresh process.",
+        table(
+            data.get("rows", []),
+            [
+                ("images", "n_images", 0),
+                ("RSS before (MB)", "rss_before_mb", 0),
+                ("peak RSS (MB)", "peak_rss_mb", 0),
+                ("inference increase (MB)", "inference_increase_mb", 0),
+                ("transform output (MB)", "transform_output_mb", 0),
+                ("time (s)", "seconds", 1),
+            ],
+        ),
+    ]
+
+
+def section_generic(data: dict) -> list[str]:
+    """Any other results file: every scalar field of its rows."""
+    rows = [r for r in data.get("rows", []) if isinstance(r, dict)]
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k, v in row.items() if k not in keys and not isinstance(v, dict | list)]
+    if not keys:
+        return ["(no rows to show)"]
+    return [table(rows, [(k, k, 4) for k in keys])]
+
+
+#: name -> (title, section builder); benchmarks not listed get the generic table.
+SECTIONS: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
+    "flat_vs_sklearn": ("Flat DeepConvGMM vs GaussianMixture (MNIST)", section_flat_vs_sklearn),
+    "clustering": ("Clustering (MNIST, Fashion-MNIST)", section_clustering),
+    "outliers": ("Outlier detection (ROC-AUC)", section_outliers),
+    "presets": ("Presets: speed and memory (MNIST)", section_presets),
+    "sampling": ("Sampling quality (NDB/K, JS)", section_sampling),
+    "memory": ("Inference memory (MNIST)", section_memory),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardware
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def machine_now() -> dict:
+    """This machine, described as ``_common.hardware()`` does (imports torch: called lazily)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    try:
+        from _common import hardware
+
+        info = hardware()
+    except Exception:  # no torch or skdcgmm here: what can be found without them
+        info = {"cpu_count": os.cpu_count()}
+        try:
+            info["torch"] = importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    info.pop("date", None)
+    return info
+
+
+HARDWARE_COLUMNS = [
+    ("CPU", "cpu_model"),
+    ("cores", "cpu_count"),
+    ("torch threads", "torch_threads"),
+    ("RAM (GiB)", "memory_gb"),
+    ("torch", "torch"),
+    ("CUDA device", "cuda"),
+]
+
+
+def hardware_section(runs: list[tuple[str, Path, dict]]) -> list[str]:
+    """One row per results file: what it ran on and when; gaps filled from this machine."""
+    rows, filled = [], False
+    for name, path, data in runs:
+        stored = data.get("hardware") or {}
+        row = {"benchmark": f"`{name}`"}
+        if stored.get("date"):
+            row["date"] = stored["date"]
+        else:
+            row["date"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
+            row["date"] += " UTC ‡"
+        for header, key in HARDWARE_COLUMNS:
+            if key in stored:
+                value = stored[key]
+                if value is None and key == "cuda":
+                    value = "none"
+                elif key == "memory_gb" and isinstance(value, int | float):
+                    value = f"{value:.1f}"
+                row[header] = value
+            else:
+                value = machine_now().get(key)
+                if key == "cuda" and value is None and key in machine_now():
+                    value = "none"
+                elif key == "memory_gb" and isinstance(value, int | float):
+                    value = f"{value:.1f}"
+                row[header] = f"{fmt(value)} †"
+                filled = True
+        rows.append(row)
+    out = [
+        table(
+            rows,
+            [("benchmark", "benchmark", 0), ("run", "date", 0)]
+            + [(h, h, 1) for h, _ in HARDWARE_COLUMNS],
+        )
+    ]
+    if filled:
+        out.append(
+            "† not recorded in the results file: read from the machine that wrote this report, "
+            "at report time (the benchmark may have run elsewhere)."
+        )
+    if any(r["date"].endswith("‡") for r in rows):
+        out.append("‡ not recorded in the results file: the file's modification time.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def load_results(path: Path):
+    """The JSON of ``path``, None if it does not exist, or the error message as a string."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return f"could not read `{path.name}`: {error}"
+    return data if isinstance(data, dict) else f"`{path.name}` does not hold a JSON object"
+
+
+def build_report(
+    results_dir: Path = RESULTS,
+    names: Sequence[str] | None = None,
+    *,
+    heading_level: int = 1,
+    link_prefix: str = "",
+    title: bool = True,
+) -> str:
+    """The Markdown report of the results files ``<results_dir>/<name>.json``.
+
+    ``names``: the benchmarks to report, default every ``bench_*.py`` next to this file.
+    ``heading_level``: level of the title (sections one below). ``link_prefix``: prepended to
+    the results file names in links (the report's location relative to ``results_dir``).
+    """
+    results_dir = Path(results_dir)
+    names = list(discover()) if names is None else list(names)
+    h = "#" * heading_level
+    lines: list[str] = []
+    if title:
+        lines += [
+            f"{h} Benchmark results",
+            "",
+            "Generated by `python benchmarks/run_all.py` from the JSON files in "
+            "`benchmarks/results/`; rerun one benchmark with `python benchmarks/run_all.py "
+            "--only NAME`, or rebuild this report alone with `--report-only`.",
+            "",
+        ]
+    loaded = []
+    for name in names:
+        title_text, builder = SECTIONS.get(name, (name.replace("_", " ").capitalize(), None))
+        path = results_dir / f"{name}.json"
+        lines += [f"{h}# {title_text}", ""]
+        data = load_results(path)
+        if data is None:
+            lines += [
+                f"*Not run yet*: no `{path.name}` (run `python benchmarks/run_all.py --only "
+                f"{name}`).",
+                "",
+            ]
+            continue
+        if isinstance(data, str):
+            lines += [f"*No results*: {data}.", ""]
+            continue
+        try:
+            body = (builder or section_generic)(data)
+        except Exception as error:  # a changed JSON layout must not stop the report
+            body = [f"*Could not render `{path.name}`*: {type(error).__name__}: {error}."]
+        body.append(f"Source: `bench_{name}.py`, [`{path.name}`]({link_prefix}{path.name}).")
+        for paragraph in body:
+            if paragraph:
+                lines += [paragraph, ""]
+        loaded.append((name, path, data))
+    if loaded:
+        lines += [f"{h}# Hardware", ""]
+        for paragraph in hardware_section(loaded):
+            lines += [paragraph, ""]
+    return "\n".join(_blank_lines_between(lines)).rstrip() + "\n"
+
+
+def _blank_lines_between(lines: list[str]) -> list[str]:
+    """Split multi-line entries into lines and drop repeated blank lines."""
+    out: list[str] = []
+    for line in "\n".join(lines).split("\n"):
+        if not (line == "" and out and out[-1] == ""):
+            out.append(line)
+    return out
+
+
+def insert_between_markers(text: str, report: str) -> str | None:
+    """``text`` with ``report`` between the results markers; None when they are missing."""
+    start = text.find(START)
+    end = text.find(END, start + len(START)) if start >= 0 else -1
+    if end < 0:
+        return None
+    return text[: start + len(START)] + "\n\n" + report.strip() + "\n\n" + text[end:]
+
+
+def enclosing_level(text: str) -> int:
+    """Level of the last Markdown heading before the start marker (0 if none)."""
+    before = text[: max(text.find(START), 0)]
+    levels = [len(m.group(1)) for m in re.finditer(r"^(#{1,6})\s", before, re.MULTILINE)]
+    return levels[-1] if levels else 0
+
+
+def write_reports(results_dir: Path = RESULTS, readme: Path | None = ROOT_README) -> Path:
+    """Write ``<results_dir>/README.md`` and, where it has the markers, ``readme``."""
+    report = build_report(results_dir)
+    target = Path(results_dir) / "README.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(report)
+    print(f"wrote {target}")
+    if readme is not None and Path(readme).exists():
+        text = Path(readme).read_text()
+        level = enclosing_level(text)
+        prefix = os.path.relpath(Path(results_dir).resolve(), Path(readme).resolve().parent)
+        nested = build_report(
+            results_dir,
+            heading_level=min(max(level, 1), 5),  # sections one below the enclosing one
+            link_prefix=Path(prefix).as_posix() + "/",
+            title=False,
+        )
+        updated = insert_between_markers(text, nested)
+        if updated is None:
+            print(f"{readme}: no {START} ... {END} markers, left as it is")
+        elif updated != text:
+            Path(readme).write_text(updated)
+            print(f"updated the results section of {readme}")
+    return target
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
+    parser.add_argument("--skip", nargs="+", metavar="NAME", help="do not run these")
+    parser.add_argument(
+        "--report-only", action="store_true", help="run nothing, rebuild the report from the JSON"
+    )
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = parser.parse_args(argv)
+
+    scripts = discover()
+    if args.list:
+        for name, script in scripts.items():
+            print(f"{name:<18} {script.name}")
+        return 0
+    failed = []
+    if not args.report_only:
+        try:
+            names = select(list(scripts), args.only, args.skip)
+        except ValueError as error:
+            parser.error(str(error))
+        if "SKDCGMM_DATA" not in os.environ:
+            print("warning: SKDCGMM_DATA is not set; benchmarks that need MNIST will fail")
+        done = run_benchmarks(names, scripts)
+        print("\nsummary:")
+        for name, code, seconds in done:
+            print(f"  {name:<18} {'ok' if code == 0 else 'FAILED':<7} {seconds / 60:6.1f} min")
+        failed = [name for name, code, _ in done if code != 0]
+    write_reports()
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The benchmark report builder (benchmarks/run_all.py) on small synthetic results files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+RUN_ALL = Path(__file__).parents[1] / "benchmarks" / "run_all.py"
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    spec = importlib.util.spec_from_file_location("skdcgmm_bench_run_all", RUN_ALL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def no_machine(run_all, monkeypatch):
+    """Fail if the report falls back to this machine's hardware (it imports torch)."""
+
+    def fail():
+        raise AssertionError("machine_now() called although the files record the hardware")
+
+    monkeypatch.setattr(run_all, "machine_now", fail)
+
+
+HARDWARE = {
+    "date": "2030-01-02 03:04:05 UTC",
+    "cpu_model": "Test CPU 9000",
+    "cpu_count": 4,
+    "torch_threads": 4,
+    "memory_gb": 15.5,
+    "torch": "9.9.9",
+    "cuda": None,
+}
+
+RESULTS = {
+    "flat_vs_sklearn": {
+        "data": "MNIST",
+        "min_variance": 0.05,
+        "rows": [
+            {"model": "GaussianMixture(diag, EM)", "K": 10, "fit_seconds": 11.5, "n_iter": 25,
+             "test_log_likelihood": 142.03, "accuracy": 0.541, "nmi": 0.49, "ari": 0.34},
+            {"model": "DeepConvGMM(flat, 5 epochs)", "K": 10, "fit_seconds": 4.4, "n_iter": 5,
+             "test_log_likelihood": 167.53, "accuracy": 0.55, "nmi": 0.5, "ari": 0.36,
+             "speedup_vs_em": 2.6, "test_ll_relative_gap": -0.1796},
+        ],
+    },
+    "clustering": {
+        "deep": "C",
+        "rows": [
+            {"dataset": "mnist", "model": "DeepConvGMM(C)", "fit_seconds": 363.5,
+             "accuracy": 0.6741, "nmi": 0.634, "ari": 0.551},
+            {"dataset": "mnist", "model": "linear probe (C, layer 2)",
+             "probe_train_samples": 20000, "test_accuracy": 0.9717},
+        ],
+    },
+    "outliers": {
+        "rows": [
+            {"dataset": "mnist", "protocol": "one-class", "class": c, "model": m, "roc_auc": a}
+            for c in (0, 1)
+            for m, a in (("GMM", 0.90 + c / 100), ("DeepConvGMM(C)", 0.97 + c / 100))
+        ],
+    },
+    "presets": {
+        "rows": [
+            {"preset": "C", "images": 10000, "epochs": 1, "fit_seconds": 3.6,
+             "train_images_per_s": 2749.6, "score_images_per_s": 1588.8,
+             "peak_rss_mb": 561.5, "training_extra_mb": 25.8, "parameters": 63735},
+        ],
+    },
+    "sampling": {
+        "components": 100,
+        "rows": [
+            {"dataset": "mnist", "model": "test set (floor)", "fit_seconds": None,
+             "ndb_k": 0.29, "js": 0.0047, "samples_per_second": None},
+            {"dataset": "mnist", "model": "DeepConvGMM(flat)", "fit_seconds": 16.2,
+             "ndb_k": 0.66, "js": 0.0669, "samples_per_second": 23781.2},
+        ],
+    },
+    "memory": {
+        "rows": [
+            {"n_images": 7000, "rss_before_mb": 600.0, "peak_rss_mb": 700.0,
+             "inference_increase_mb": 100.0, "transform_output_mb": 16.2, "seconds": 3.3},
+        ],
+    },
+}  # fmt: skip
+
+
+def write(directory, name, payload, hardware=HARDWARE):
+    data = {"benchmark": name, **payload}
+    if hardware is not None:
+        data["hardware"] = hardware
+    (directory / f"{name}.json").write_text(json.dumps(data))
+
+
+def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
+    for name, payload in RESULTS.items():
+        write(tmp_path, name, payload)
+    report = run_all.build_report(tmp_path, names=list(RESULTS))
+
+    assert report.startswith("# Benchmark results\n")
+    for title, _ in run_all.SECTIONS.values():
+        assert f"\n## {title}\n" in report
+    assert "| 10 | DeepConvGMM(flat, 5 epochs) | 4.4 | 5 | 167.53 | 2.60 | -0.1796 |" in report
+    assert "| mnist | DeepConvGMM(C) | 363.5 | 0.674 | 0.634 | 0.551 |" in report
+    assert "| mnist | linear probe (C, layer 2) | 20,000 | 0.9717 |" in report
+    # Outliers: mean over the classes per model, the best in bold.
+    assert "| mnist | one-class | 2 | 0.9050 | **0.9750** |" in report
+    assert "| C | 63,735 | 3.6 | 2,750 | 1,589 | 562 | 26 |" in report
+    assert "| mnist | `test set (floor)` | 0.29 | 0.0047 | – | – |" in report
+    assert "| 7,000 | 600 | 700 | 100 | 16 | 3.3 |" in report
+    assert "Settings: `deep=C`." in report
+    # Hardware as recorded, nothing filled in from this machine.
+    assert "## Hardware" in report
+    row = "| `presets` | 2030-01-02 03:04:05 UTC | Test CPU 9000 | 4 | 4 | 15.5 | 9.9.9 | none |"
+    assert row in report
+    assert "†" not in report and "‡" not in report
+    # Every table is a block of its own: a blank line before and after.
+    lines = report.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and not lines[i - 1].startswith("|"):
+            assert lines[i - 1] == ""
+        if line.startswith("|") and i + 1 < len(lines) and not lines[i + 1].startswith("|"):
+            assert lines[i + 1] == ""
+
+
+def test_missing_and_unreadable_files(run_all, tmp_path, no_machine):
+    (tmp_path / "clustering.json").write_text("{not json")
+    report = run_all.build_report(tmp_path, names=["memory", "clustering"])
+    assert "*Not run yet*: no `memory.json`" in report
+    assert "--only memory" in report
+    assert "could not read `clustering.json`" in report
+    assert "## Hardware" not in report  # nothing loaded, nothing to describe
+
+
+def test_unknown_layout_and_benchmark_do_not_crash(run_all, tmp_path, no_machine):
+    write(tmp_path, "presets", {"rows": [{"unexpected": 1}]})
+    write(tmp_path, "new_thing", {"rows": [{"a": 1, "b": 0.5, "nested": {"x": 1}}]})
+    report = run_all.build_report(tmp_path, names=["presets", "new_thing"])
+    assert "| – | – | – | – | – | – | – |" in report  # known benchmark, unknown fields
+    assert "## New thing" in report
+    assert "| a | b |" in report and "| 1 | 0.5000 |" in report
+
+
+def test_missing_hardware_is_filled_from_this_machine(run_all, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        run_all, "machine_now", lambda: {"cpu_model": "Here CPU", "cpu_count": 2, "cuda": None}
+    )
+    write(tmp_path, "presets", RESULTS["presets"], hardware={"cpu_count": 8, "torch": "2.0"})
+    report = run_all.build_report(tmp_path, names=["presets"])
+    row = next(line for line in report.splitlines() if line.startswith("| `presets`"))
+    assert "Here CPU †" in row and "| 8 |" in row and "2.0" in row and "none †" in row
+    assert "UTC ‡" in row  # no date recorded: the file's modification time
+    assert "† not recorded in the results file" in report
+
+
+def test_readme_markers(run_all, tmp_path, monkeypatch, no_machine):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    write(results, "presets", RESULTS["presets"])
+    monkeypatch.setattr(run_all, "discover", lambda: {"presets": Path("bench_presets.py")})
+    readme = tmp_path / "README.md"
+    text = f"# Title\n\n## Benchmarks\n\nIntro.\n\n{run_all.START}\nold\n{run_all.END}\n\nAfter.\n"
+    readme.write_text(text)
+
+    run_all.write_reports(results, readme)
+
+    assert (results / "README.md").read_text().startswith("# Benchmark results")
+    updated = readme.read_text()
+    assert "old" not in updated and updated.endswith(f"{run_all.END}\n\nAfter.\n")
+    inside = updated.split(run_all.START)[1].split(run_all.END)[0]
+    assert "\n### Presets: speed and memory (MNIST)\n" in inside  # nested under "## Benchmarks"
+    assert "# Benchmark results" not in inside
+    assert "(benchmarks/results/presets.json)" in inside
+
+    readme.write_text("# No markers\n")
+    run_all.write_reports(results, readme)
+    assert readme.read_text() == "# No markers\n"
+
+
+def test_select(run_all):
+    names = ["flat_vs_sklearn", "clustering", "memory"]
+    assert run_all.select(names) == names
+    assert run_all.select(names, only=["bench_memory.py", "clustering"]) == ["clustering", "memory"]
+    assert run_all.select(names, skip=["flat-vs-sklearn"]) == ["clustering", "memory"]
+    with pytest.raises(ValueError, match="unknown"):
+        run_all.select(names, only=["nope"])
+
+
+def test_discovers_the_benchmark_scripts(run_all):
+    scripts = run_all.discover()
+    assert {"flat_vs_sklearn", "clustering", "outliers", "presets"} <= set(scripts)
+    assert next(iter(scripts)) == "flat_vs_sklearn"
+    assert all(path.name == f"bench_{name}.py" for name, path in scripts.items())
+
+
+def test_runs_scripts_in_sequence(run_all, tmp_path):
+    (tmp_path / "bench_ok.py").write_text("print('fine')\n")
+    (tmp_path / "bench_broken.py").write_text("raise SystemExit(3)\n")
+    scripts = run_all.discover(tmp_path)
+    assert list(scripts) == ["broken", "ok"]
+    done = run_all.run_benchmarks(["ok", "broken"], scripts)
+    assert [(name, code) for name, code, _ in done] == [("ok", 0), ("broken", 3)]
