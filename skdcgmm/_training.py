@@ -116,6 +116,31 @@ def _fetch(data, index: Tensor, shape: tuple[int, int], device: torch.device) ->
     return batch.view(len(rows), *shape).to(device, non_blocking=True)
 
 
+def _process_group():
+    """``(torch.distributed, rank, world_size)`` inside an initialised process group, else None."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def _synchronise(dist, stack: DCGMMStack, generator: torch.Generator, n_total: int) -> None:
+    """Start every rank from rank 0's parameters and shuffling stream, on the same data size."""
+    sizes = [None] * dist.get_world_size()
+    dist.all_gather_object(sizes, n_total)
+    if len(set(sizes)) > 1:
+        raise ValueError(
+            f"Data-parallel training needs the same data on every rank; got {sizes} samples."
+        )
+    with torch.no_grad():
+        for tensor in stack.state_dict().values():
+            dist.broadcast(tensor, src=0)
+    state = [generator.get_state()]
+    dist.broadcast_object_list(state, src=0)
+    generator.set_state(state[0])
+
+
 def _objective(stack: DCGMMStack, data, index: Tensor, shape, device) -> float:
     """Mean over ``index`` rows of the summed annealed log-likelihoods (higher is better)."""
     total = 0.0
@@ -234,11 +259,18 @@ def train(
         _set_learning_rate(optimizer, schedule.learning_rate)
         optimizers.append(optimizer)
 
+    # Data-parallel (torchrun + torch.distributed): every rank holds the same data and model
+    # and takes its share of every batch; gradients and losses are summed over the ranks, so
+    # every rank takes the same steps as one process on the whole batch would.
+    dist, rank, world = _process_group()
+    if dist is not None:
+        _synchronise(dist, stack, generator, n_total)
+
     result = TrainingResult(history={key: [] for key in _HISTORY_KEYS})
     best_loss, no_improvement = math.inf, 0
     best_score, best_params = -math.inf, None
     n_epochs = 1 if single_pass else config.max_iter
-    progress = _Progress(config.verbose)
+    progress = _Progress(config.verbose if rank == 0 else 0)
     update_every = max(1, n_batches // 20)
     stack.train()
     try:
@@ -249,14 +281,25 @@ def train(
             perm = train_index[torch.randperm(n_samples, generator=generator)]
             layer_sums = torch.zeros(len(layers), device=device)
             for b, start in enumerate(range(0, n_samples, batch_size)):
-                batch = _fetch(data, perm[start : start + batch_size], shape, device)
-                losses = stack.training_losses(batch)
+                rows = perm[start : start + batch_size]
+                n_rows = len(rows)
+                if dist is not None:
+                    rows = rows.tensor_split(world)[rank]
+                batch = _fetch(data, rows, shape, device)
                 active = [state.epochs >= first for first in state.starts]
                 for optimizer in optimizers:
                     optimizer.zero_grad(set_to_none=True)
-                objective = sum(loss for loss, on in zip(losses, active) if on)
-                if torch.is_tensor(objective):  # at least one layer is learning
-                    (-objective).backward()
+                if len(rows):
+                    losses = stack.training_losses(batch)
+                    objective = sum(loss for loss, on in zip(losses, active) if on)
+                    if torch.is_tensor(objective):  # at least one layer is learning
+                        (-objective * (len(rows) / n_rows)).backward()
+                    stacked = torch.stack(losses).detach()
+                else:  # a last batch smaller than the number of ranks
+                    stacked = torch.zeros(len(layers), device=device)
+                if dist is not None:
+                    stacked = _all_reduce_step(dist, layers, stacked * (len(rows) / n_rows))
+                    losses = list(stacked)
                 state.epochs = epoch0 + (b + 1) / n_batches
                 for layer, optimizer, schedule, loss, on, first in zip(
                     layers, optimizers, state.schedules, losses, active, state.starts
@@ -268,9 +311,8 @@ def train(
                     sigma, learning_rate = schedule.step(loss.detach(), at=state.epochs - first)
                     layer.set_sigma(sigma)
                     _set_learning_rate(optimizer, learning_rate)
-                stacked = torch.stack(losses).detach()
-                layer_sums += stacked * batch.shape[0]
-                progress.update(batch.shape[0], stacked.sum() if b % update_every == 0 else None)
+                layer_sums += stacked * n_rows
+                progress.update(n_rows, stacked.sum() if b % update_every == 0 else None)
             layer_losses = [-v / n_samples for v in layer_sums.tolist()]
             epoch_loss = sum(layer_losses)
             if not math.isfinite(epoch_loss):
@@ -354,6 +396,23 @@ def train(
             stacklevel=5,  # train <- _fit <- _guarded_fit <- fit (or partial_fit) <- caller
         )
     return result
+
+
+def _all_reduce_step(dist, layers, losses: Tensor) -> Tensor:
+    """Sum every GMM layer's gradients and the (share-weighted) losses over the ranks."""
+    grads = []
+    for layer in layers:
+        for p in layer.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads] + [losses])
+    dist.all_reduce(flat)  # one collective per step
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return flat[offset:]
 
 
 #: Per-epoch records of :attr:`TrainingResult.history` (per-layer entries are lists).

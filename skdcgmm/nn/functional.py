@@ -50,14 +50,19 @@ def log_gaussian_diag(x: Tensor, means: Tensor, precisions: Tensor, log_weights:
     const = (
         log_weights + torch.log(precisions).sum(-1) - 0.5 * (means * means * prec_sq).sum(-1)
     )  # (P, K)
-    # Stack [x^2, x] against [-0.5 s^2, mu s^2] so that one matmul gives the whole x-dependent part.
-    lhs = torch.cat([x * x, x], dim=-1)  # (N, L, 2D)
-    rhs = torch.cat([-0.5 * prec_sq, means * prec_sq], dim=-1)  # (P, K, 2D)
-    if rhs.shape[0] == 1:  # shared parameters: one big matmul over all N*L vectors
-        quad = lhs @ rhs[0].T  # (N, L, K)
-    else:  # one GMM per position: batched over L
-        quad = torch.bmm(lhs.transpose(0, 1), rhs.transpose(1, 2)).transpose(0, 1)  # (N, L, K)
-    return quad + const  # (N, L, K)
+    # x^2 @ (-0.5 s^2)^T + x @ (mu s^2)^T + const: two matmuls accumulating into one output
+    # (no concatenated [x^2, x] copy, the constant added by the first matmul).
+    square, linear = -0.5 * prec_sq, means * prec_sq  # (P, K, D)
+    if means.shape[0] == 1:  # shared parameters: big matmuls over all N*L vectors
+        flat = x.reshape(-1, x.shape[-1])  # (N*L, D)
+        quad = torch.addmm(const, flat * flat, square[0].T)
+        quad = torch.addmm(quad, flat, linear[0].T)
+        return quad.view(*x.shape[:-1], -1)  # (N, L, K)
+    # One GMM per position: batched over L.
+    xt = x.transpose(0, 1)  # (L, N, D)
+    quad = torch.baddbmm(const.unsqueeze(1), xt * xt, square.transpose(1, 2))
+    quad = torch.baddbmm(quad, xt, linear.transpose(1, 2))  # (L, N, K)
+    return quad.transpose(0, 1)  # (N, L, K)
 
 
 def grid_shape(n_components: int) -> tuple[int, int]:

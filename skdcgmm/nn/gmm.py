@@ -84,6 +84,9 @@ class GMMLayer(nn.Module):
         self.register_buffer("sq_distances", toroidal_sq_distances(k).float())  # (K, K)
         self.register_buffer("sigma", torch.tensor(self.sigma0))
         self.register_buffer("kernel", smoothing_kernel(self.sq_distances, self.sigma0))  # (K, K)
+        # Host-side mirror of the sigma buffer, so that set_sigma never reads the device.
+        self._sigma_host: float | None = self.sigma0
+        self.register_load_state_dict_post_hook(_forget_sigma_host)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -105,9 +108,19 @@ class GMMLayer(nn.Module):
 
     def set_sigma(self, sigma: float) -> None:
         """Set the annealing radius and rebuild the smoothing kernel ``G(sigma)``."""
-        if float(sigma) != float(self.sigma):
+        sigma = float(sigma)
+        if self._sigma_host is None:  # after loading a state dict: read the buffer once
+            self._sigma_host = float(self.sigma)
+        if sigma != self._sigma_host:
             self.sigma.fill_(sigma)
-            self.kernel.copy_(smoothing_kernel(self.sq_distances, float(sigma)))
+            self.kernel.copy_(smoothing_kernel(self.sq_distances, sigma))
+            self._sigma_host = sigma
+
+    @property
+    def kernel_is_identity(self) -> bool:
+        """Whether ``G(sigma)`` is the identity: neighbours at grid distance 1 get weight
+        ``exp(-1 / (2 sigma^2)) <= exp(-110)``, below the smallest float32 (0 exactly)."""
+        return self._sigma_host is not None and 2.0 * 110.0 * self._sigma_host**2 <= 1.0
 
     def param_groups(self, learning_rate: float) -> list[dict]:
         """Optimiser parameter groups with the per-parameter learning-rate factors.
@@ -162,8 +175,9 @@ class GMMLayer(nn.Module):
 
     def annealed_log_likelihood(self, log_scores: Tensor) -> Tensor:
         """Annealed max-component log-likelihood at every sample and position: ``(N, L)``."""
-        smoothed = log_scores @ self.kernel.T  # (N, L, K)
-        return smoothed.amax(dim=-1) + log_normaliser(self.input_shape[2])
+        # Once annealed, G is the identity: skip its matmul (and that of its gradient).
+        smoothed = log_scores if self.kernel_is_identity else log_scores @ self.kernel.T
+        return smoothed.amax(dim=-1) + log_normaliser(self.input_shape[2])  # (N, L)
 
     def log_likelihood(self, x: Tensor) -> Tensor:
         """Exact log-likelihood ``log sum_k pi_k N(x | mu_k, .)`` per position: ``(N, L)``."""
@@ -257,3 +271,7 @@ class GMMLayer(nn.Module):
         )
         active = control.sum(dim=-1, keepdim=True) > 0  # (n, L, 1)
         return torch.where(active, x, torch.zeros_like(x))
+
+
+def _forget_sigma_host(module: GMMLayer, incompatible_keys) -> None:
+    module._sigma_host = None  # the loaded sigma buffer may differ from the mirror
