@@ -308,6 +308,48 @@ def section_memory(data: dict) -> list[str]:
     ]
 
 
+def section_speed(data: dict) -> list[str]:
+    peak = data.get("matmul_peak_gflops")
+    lines = [
+        f"Training images/s of the last (annealed) epoch of a 2-epoch fit on "
+        f"{fmt(data.get('n_images'))} MNIST images ({data.get('device', MISSING)}); matmul "
+        f"FLOP per image and step = `8 L D K` summed over GMM layers; fp32 matmul peak "
+        f"measured in the same run: {fmt(peak, 1)} GFLOP/s.",
+        table(
+            data.get("presets", []),
+            [
+                ("preset", "preset", 0),
+                ("K", "k", 0),
+                ("train images/s", "train_images_per_s", 0),
+                ("score images/s", "score_images_per_s", 0),
+                ("MFLOP/image", "train_mflop_per_image", 2),
+                ("GFLOP/s", "achieved_gflops", 1),
+                ("of peak", lambda r: f"{100 * r['fraction_of_peak']:.0f} %", 0),
+            ],
+        ),
+    ]
+    versus = data.get("flat_vs_sklearn")
+    if versus:
+        lines.append(
+            f"Full MNIST, K = {versus['k']}: `GaussianMixture(diag)` {fmt(versus['gm_seconds'], 1)}"
+            f" s ({versus['gm_iterations']} EM iterations, test log-likelihood "
+            f"{fmt(versus['gm_test_log_likelihood'], 2)}) vs flat DeepConvGMM "
+            f"{fmt(versus['flat_seconds'], 1)} s ({versus['flat_epochs']} epochs, "
+            f"{fmt(versus['flat_test_log_likelihood'], 2)}): {fmt(versus['speed_up'], 1)}x faster."
+        )
+    ddp = data.get("ddp")
+    if ddp:
+        lines.append(
+            f"Data-parallel ({ddp['processes_x_threads']}, preset {ddp['preset']}): "
+            f"{fmt(ddp['ddp_images_per_s'], 0)} images/s vs {fmt(ddp['single_images_per_s'], 0)}"
+            f" in one process with {ddp['single_threads']} threads; largest difference of the "
+            f"top-layer means {ddp['max_abs_mean_difference']:.1e}."
+        )
+    if data.get("scaling"):
+        lines.append("Scaling with batch size, K, image size and N: `speed_scaling.png`.")
+    return lines
+
+
 def section_generic(data: dict) -> list[str]:
     """Any other results file: every scalar field of its rows."""
     rows = [r for r in data.get("rows", []) if isinstance(r, dict)]
@@ -327,6 +369,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "presets": ("Presets: speed and memory (MNIST)", section_presets),
     "sampling": ("Sampling quality (NDB/K, JS)", section_sampling),
     "memory": ("Inference memory (MNIST)", section_memory),
+    "speed": ("Training speed against the matmul peak (MNIST)", section_speed),
 }
 
 

@@ -87,6 +87,19 @@ RESULTS = {
              "inference_increase_mb": 100.0, "transform_output_mb": 16.2, "seconds": 3.3},
         ],
     },
+    "speed": {
+        "device": "cpu",
+        "n_images": 10000,
+        "matmul_peak_gflops": 300.0,
+        "presets": [
+            {"preset": "C", "k": 10, "train_images_per_s": 5000.0, "score_images_per_s": 3000.0,
+             "train_mflop_per_image": 6.0, "achieved_gflops": 30.0, "fraction_of_peak": 0.1},
+        ],
+        "flat_vs_sklearn": {"k": 100, "gm_seconds": 40.0, "gm_iterations": 25,
+                            "gm_test_log_likelihood": 213.0, "flat_seconds": 8.0,
+                            "flat_epochs": 6, "flat_test_log_likelihood": 217.0,
+                            "speed_up": 5.0},
+    },
 }  # fmt: skip
 
 
@@ -114,6 +127,8 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert "| mnist | `test set (floor)` | 0.29 | 0.0047 | – | – |" in report
     assert "| 7,000 | 600 | 700 | 100 | 16 | 3.3 |" in report
     assert "Settings: `deep=C`." in report
+    assert "| C | 10 | 5,000 | 3,000 | 6.00 | 30.0 | 10 % |" in report
+    assert "vs flat DeepConvGMM 8.0 s (6 epochs, 217.00): 5.0x faster." in report
     # Hardware as recorded, nothing filled in from this machine.
     assert "## Hardware" in report
     row = "| `presets` | 2030-01-02 03:04:05 UTC | Test CPU 9000 | 4 | 4 | 15.5 | 9.9.9 | none |"
