@@ -126,19 +126,25 @@ def _process_group():
 
 
 def _synchronise(dist, stack: DCGMMStack, generator: torch.Generator, n_total: int) -> None:
-    """Start every rank from rank 0's parameters and shuffling stream, on the same data size."""
-    sizes = [None] * dist.get_world_size()
-    dist.all_gather_object(sizes, n_total)
-    if len(set(sizes)) > 1:
+    """Start every rank from rank 0's parameters and shuffling stream, on the same data size.
+
+    Tensor collectives only, on the stack's device (what every backend supports).
+    """
+    device = stack.top.means.device
+    extremes = torch.tensor([n_total, -n_total], dtype=torch.float64, device=device)
+    dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+    largest, smallest = int(extremes[0]), -int(extremes[1])
+    if largest != smallest:
         raise ValueError(
-            f"Data-parallel training needs the same data on every rank; got {sizes} samples."
+            "Data-parallel training needs the same data on every rank; got between "
+            f"{smallest} and {largest} samples."
         )
     with torch.no_grad():
         for tensor in stack.state_dict().values():
             dist.broadcast(tensor, src=0)
-    state = [generator.get_state()]
-    dist.broadcast_object_list(state, src=0)
-    generator.set_state(state[0])
+    state = generator.get_state().to(device)
+    dist.broadcast(state, src=0)
+    generator.set_state(state.cpu())
 
 
 def _objective(stack: DCGMMStack, data, index: Tensor, shape, device) -> float:

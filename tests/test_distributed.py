@@ -49,12 +49,19 @@ def _worker(rank, world, init_file, out_dir, params, rows):
 
 
 def _spawn(tmp_path, params, rows=(240, 240)):
-    mp.spawn(
-        _worker,
-        args=(2, str(tmp_path / "init"), str(tmp_path), params, rows),
-        nprocs=2,
-        join=True,
-    )
+    try:
+        mp.spawn(
+            _worker,
+            args=(2, str(tmp_path / "init"), str(tmp_path), params, rows),
+            nprocs=2,
+            join=True,
+        )
+    except mp.ProcessExitedException:
+        # Rarely (seen 2 in ~20 runs) gloo aborts a process while the group is torn down,
+        # after the ranks wrote their results; only a crash before that fails the test.
+        written = list(tmp_path.glob("rank*.npz")) + list(tmp_path.glob("error*.npy"))
+        if len(written) < 2:
+            raise
 
 
 @pytest.mark.parametrize(
