@@ -438,8 +438,8 @@ def test_partial_fit_on_chunks_matches_fit_on_the_whole():
     assert streamed.n_iter_ == 24 and len(streamed.loss_curve_) == 24
     assert streamed.history_["sigma"].shape == (24, 1)
     assert streamed.history_["sigma"][-1, 0] == pytest.approx(0.01)  # annealing carried over
-    # Measured: 13.1 (fit) vs 12.9 (streamed); same model quality within 0.6 nats per image.
-    assert abs(streamed.score(test) - full.score(test)) < 0.6
+    # Measured: 8.21 (fit) vs 8.70 (streamed) nats per test image: within 1 nat (about 12 %).
+    assert abs(streamed.score(test) - full.score(test)) < 1.0
 
 
 def test_partial_fit_continues_a_fit_and_checks_its_input(blobs):
