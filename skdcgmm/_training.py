@@ -285,6 +285,8 @@ def train(
             epoch0 = state.epochs
             progress.start(epoch + 1, n_epochs, n_samples)
             perm = train_index[torch.randperm(n_samples, generator=generator)]
+            if torch.is_tensor(data):  # indices on the data's device once per epoch
+                perm = perm.to(data.device)
             layer_sums = torch.zeros(len(layers), device=device)
             for b, start in enumerate(range(0, n_samples, batch_size)):
                 rows = perm[start : start + batch_size]
