@@ -122,3 +122,24 @@ def test_smoothing_kernel_rejects_non_positive_sigma():
 
 def test_log_normaliser():
     assert log_normaliser(3) == pytest.approx(-1.5 * math.log(2 * math.pi))
+
+
+@pytest.mark.parametrize(
+    "shape, patch, stride",
+    [((28, 28, 1), (8, 8), (1, 1)), ((9, 7, 3), (3, 2), (2, 1)), ((6, 6, 2), (2, 2), (2, 2))],
+)
+def test_patch_log_scores_by_convolution_equal_those_of_folded_patches(shape, patch, stride):
+    from skdcgmm.nn import Folding
+    from skdcgmm.nn.functional import log_gaussian_diag_patches
+
+    g = torch.Generator().manual_seed(0)
+    fold = Folding(shape, patch, stride)
+    d, k = fold.output_shape[2], 5
+    x = torch.rand(4, shape[0] * shape[1], shape[2], generator=g, dtype=torch.float64)
+    means = torch.rand(1, k, d, generator=g, dtype=torch.float64)
+    precisions = torch.rand(1, k, d, generator=g, dtype=torch.float64) + 0.5
+    log_weights = torch.log_softmax(torch.rand(1, k, generator=g, dtype=torch.float64), -1)
+    expected = log_gaussian_diag(fold(x), means, precisions, log_weights)
+    got = log_gaussian_diag_patches(x, shape, patch, stride, means, precisions, log_weights)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

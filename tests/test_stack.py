@@ -49,3 +49,23 @@ def test_sampling_through_layers_without_topdown_is_refused():
     stack = DCGMMStack([Identity(), _gmm((1, 1, 6), 4)])
     with pytest.raises(NotImplementedError, match="Identity"):
         stack.sample(2)
+
+
+def test_training_losses_of_the_fused_folding_equal_the_layer_by_layer_losses():
+    from skdcgmm.layers import build_stack, resolve_layers
+
+    g = torch.Generator().manual_seed(0)
+    stack = build_stack(resolve_layers("C", (28, 28, 1)), (28, 28, 1), 10, g).double()
+    x = torch.rand(3, 784, 1, generator=g, dtype=torch.float64)
+    losses = stack.training_losses(x)
+    expected, h = [], x
+    for layer in stack.layers:  # the plain path: every layer on its own
+        if isinstance(layer, GMMLayer):
+            scores = layer.log_scores(h)
+            expected.append(layer.annealed_loss(scores))
+            h = layer.responsibilities(scores)
+        else:
+            h = layer(h)
+    assert len(losses) == len(expected) == 2
+    for a, b in zip(losses, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -14,6 +14,7 @@ from torch import Tensor
 __all__ = [
     "grid_shape",
     "log_gaussian_diag",
+    "log_gaussian_diag_patches",
     "log_normaliser",
     "smoothing_kernel",
     "toroidal_sq_distances",
@@ -63,6 +64,52 @@ def log_gaussian_diag(x: Tensor, means: Tensor, precisions: Tensor, log_weights:
     quad = torch.baddbmm(const.unsqueeze(1), xt * xt, square.transpose(1, 2))
     quad = torch.baddbmm(quad, xt, linear.transpose(1, 2))  # (L, N, K)
     return quad.transpose(0, 1)  # (N, L, K)
+
+
+def log_gaussian_diag_patches(
+    x: Tensor,
+    input_shape: tuple[int, int, int],
+    patch: tuple[int, int],
+    stride: tuple[int, int],
+    means: Tensor,
+    precisions: Tensor,
+    log_weights: Tensor,
+) -> Tensor:
+    """:func:`log_gaussian_diag` of every patch of ``x``, without extracting the patches.
+
+    Equal to ``log_gaussian_diag(fold(x), ...)`` for a folding with ``patch`` and ``stride``
+    (valid padding) followed by a GMM shared over positions, computed as two convolutions of
+    the map (and of its square) with the ``K`` filters ``-0.5 s^2`` and ``mu s^2``: the
+    ``(N, L, pH * pW * C)`` patch tensor is never built, forward or backward.
+
+    Parameters
+    ----------
+    x : Tensor of shape (N, H * W, C)
+    input_shape : (H, W, C)
+    patch, stride : (pH, pW), (sY, sX)
+    means, precisions : Tensor of shape (1, K, pH * pW * C)
+        Patch vectors ordered (patch row, patch column, channel), as :class:`Folding` makes.
+    log_weights : Tensor of shape (1, K)
+
+    Returns
+    -------
+    Tensor of shape (N, L, K), ``L = H' * W'``
+    """
+    (h, w, c), (ph, pw) = input_shape, patch
+    k = means.shape[1]
+    prec_sq = precisions[0] * precisions[0]  # (K, D)
+    const = (
+        log_weights[0] + torch.log(precisions[0]).sum(-1) - 0.5 * (means[0] ** 2 * prec_sq).sum(-1)
+    )  # (K,)
+
+    def filters(v: Tensor) -> Tensor:  # (K, D) -> (K, C, pH, pW)
+        return v.view(k, ph, pw, c).permute(0, 3, 1, 2)
+
+    # (N, C, H, W) in channels-last memory: the output comes out as (N, H', W', K) in memory.
+    img = x.view(x.shape[0], h, w, c).permute(0, 3, 1, 2)
+    quad = torch.nn.functional.conv2d(img * img, filters(-0.5 * prec_sq), const, stride=stride)
+    quad = quad + torch.nn.functional.conv2d(img, filters(means[0] * prec_sq), stride=stride)
+    return quad.permute(0, 2, 3, 1).reshape(x.shape[0], -1, k)  # (N, L, K)
 
 
 def grid_shape(n_components: int) -> tuple[int, int]:

@@ -11,10 +11,27 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .folding import Folding
+from .functional import log_gaussian_diag_patches
 from .gmm import GMMLayer
 from .sampling import SamplingOptions, generate
 
 __all__ = ["DCGMMStack"]
+
+
+def _fusable(layer: nn.Module, following: nn.Module | None) -> Folding | None:
+    """``layer`` when it is a Folding into a shared GMM that convolution can compute directly.
+
+    Whole-map foldings are a plain reshape already and stay as they are.
+    """
+    if (
+        isinstance(layer, Folding)
+        and isinstance(following, GMMLayer)
+        and following.shared
+        and layer.patch != tuple(layer.input_shape[:2])
+    ):
+        return layer
+    return None
 
 
 class DCGMMStack(nn.Module):
@@ -67,14 +84,26 @@ class DCGMMStack(nn.Module):
         layer costs one log-score evaluation per step.
         """
         losses = []
-        for layer in self.layers:
-            x = x.detach()
-            if isinstance(layer, GMMLayer):
+        layers = list(self.layers)
+        i = 0
+        while i < len(layers):
+            layer, x = layers[i], x.detach()
+            fused = _fusable(layer, layers[i + 1] if i + 1 < len(layers) else None)
+            if fused is not None:  # Folding + shared GMM: log-scores by convolution, no patch tensor
+                layer, i = layers[i + 1], i + 1
+                scores = log_gaussian_diag_patches(
+                    x, fused.input_shape, fused.patch, fused.stride,
+                    layer.means, layer.precisions, layer.log_weights(),
+                )  # fmt: skip
+            elif isinstance(layer, GMMLayer):
                 scores = layer.log_scores(x)  # (N, L, K)
-                losses.append(layer.annealed_loss(scores))
-                x = layer.responsibilities(scores)
             else:
                 x = layer(x)
+                i += 1
+                continue
+            losses.append(layer.annealed_loss(scores))
+            x = layer.responsibilities(scores)
+            i += 1
         return losses
 
     @torch.no_grad()
