@@ -89,7 +89,9 @@ class DCGMMStack(nn.Module):
         while i < len(layers):
             layer, x = layers[i], x.detach()
             fused = _fusable(layer, layers[i + 1] if i + 1 < len(layers) else None)
-            if fused is not None:  # Folding + shared GMM: log-scores by convolution, no patch tensor
+            if (
+                fused is not None
+            ):  # Folding + shared GMM: log-scores by convolution, no patch tensor
                 layer, i = layers[i + 1], i + 1
                 scores = log_gaussian_diag_patches(
                     x, fused.input_shape, fused.patch, fused.stride,
