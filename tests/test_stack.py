@@ -69,3 +69,16 @@ def test_training_losses_of_the_fused_folding_equal_the_layer_by_layer_losses():
     assert len(losses) == len(expected) == 2
     for a, b in zip(losses, expected):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_training_responsibilities_are_the_softmax_without_tiny_values():
+    from skdcgmm.nn.stack import _responsibilities_without_denormals
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, 6, 10, generator=g) * 60  # gaps of hundreds: tiny probabilities
+    got = _responsibilities_without_denormals(scores)
+    exact = torch.softmax(scores.double(), dim=-1)
+    # As float32's own softmax, up to its rounding, except that values below 1e-30 are 0.
+    torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-29)
+    assert ((got == 0) | (got > 1e-30)).all()  # nothing denormal or tiny is left
+    assert (got[exact < 1e-31] == 0).all()

@@ -104,7 +104,7 @@ class DCGMMStack(nn.Module):
                 i += 1
                 continue
             losses.append(layer.annealed_loss(scores))
-            x = layer.responsibilities(scores)
+            x = _responsibilities_without_denormals(scores.detach())
             i += 1
         return losses
 
@@ -154,3 +154,17 @@ class DCGMMStack(nn.Module):
         """
         options = SamplingOptions() if options is None else options
         return generate(self, n_samples, options, generator, components=components)
+
+
+def _responsibilities_without_denormals(scores: Tensor) -> Tensor:
+    """Softmax over K with every output below ~1e-30 exactly 0 and no denormal on the way.
+
+    Scores more than 69 below their position's maximum are raised to that floor before the
+    softmax (their ``exp`` would land in or near the float32 denormal range, which makes CPU
+    arithmetic several times slower) and their responsibility (at most 1e-30) is then
+    set to 0. Flushing denormals with ``torch.set_flush_denormal`` would reach only the
+    calling thread, not torch's worker threads.
+    """
+    floor = scores.amax(dim=-1, keepdim=True) - 69.0  # exp(-69) = 1e-30
+    resp = torch.softmax(torch.maximum(scores, floor), dim=-1)
+    return torch.nn.functional.threshold(resp, 1e-30, 0.0, inplace=True)
