@@ -159,12 +159,12 @@ class DCGMMStack(nn.Module):
 def _responsibilities_without_denormals(scores: Tensor) -> Tensor:
     """Softmax over K with every output below ~1e-30 exactly 0 and no denormal on the way.
 
-    Scores more than 69 below their position's maximum are raised to that floor before the
+    Scores more than 70 below their position's maximum are raised to that floor before the
     softmax (their ``exp`` would land in or near the float32 denormal range, which makes CPU
     arithmetic several times slower) and their responsibility (at most 1e-30) is then
     set to 0. Flushing denormals with ``torch.set_flush_denormal`` would reach only the
     calling thread, not torch's worker threads.
     """
-    floor = scores.amax(dim=-1, keepdim=True) - 69.0  # exp(-69) = 1e-30
+    floor = scores.amax(dim=-1, keepdim=True) - 70.0  # exp(-70) = 4e-31
     resp = torch.softmax(torch.maximum(scores, floor), dim=-1)
     return torch.nn.functional.threshold(resp, 1e-30, 0.0, inplace=True)
