@@ -39,6 +39,7 @@ if args.backend == "nccl":
 X = load_digits().data / 16.0
 model = DeepConvGMM(10, max_iter=10, device=device, random_state=0, verbose=1).fit(X)
 if rank == 0:
-    print(f"{dist.get_world_size()} processes; mean top-layer log-likelihood of the data {model.score(X):.3f}")
+    score = model.score(X)
+    print(f"{dist.get_world_size()} processes; mean top-layer log-likelihood {score:.3f}")
     print("cluster sizes:", np.bincount(model.predict(X), minlength=10))
 dist.destroy_process_group()
