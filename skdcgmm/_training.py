@@ -18,7 +18,6 @@ import copy
 import math
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,28 +114,6 @@ def _fetch(data, index: Tensor, shape: tuple[int, int], device: torch.device) ->
     rows = np.sort(index.numpy())  # sorted: sequential reads from a memory map
     batch = torch.from_numpy(np.asarray(data[rows], dtype=np.float32))
     return batch.view(len(rows), *shape).to(device, non_blocking=True)
-
-
-def _denormals_flushed() -> bool:
-    """Whether arithmetic flushes float denormals to zero now (probed: torch has no getter)."""
-    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a float32 denormal (or 0 when flushed)
-    return bool((tiny * 1.0).item() == 0.0)
-
-
-@contextmanager
-def flush_denormals():
-    """Flush float denormals to zero inside the block (where the CPU supports it), then restore.
-
-    Responsibilities and smoothing weights of tiny size are everywhere in DCGMM training; as
-    denormal floats (below ~1e-38) they make CPU arithmetic several times slower, while their
-    values are irrelevant to the result.
-    """
-    previous = _denormals_flushed()
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(previous)
 
 
 def _process_group():
@@ -253,14 +230,8 @@ def train(
     layers, averaged over the epoch's samples (lower is better). Raises ``ValueError`` as soon
     as an epoch's loss is not finite, so training never returns a model with NaN parameters.
     A ``KeyboardInterrupt`` ends training after the current step with a warning; the model
-    keeps the parameters reached (``result.interrupted``). Denormal floats are flushed to zero
-    meanwhile (:func:`flush_denormals`).
+    keeps the parameters reached (``result.interrupted``).
     """
-    with flush_denormals():
-        return _train(stack, data, config, generator, state, shape, single_pass)
-
-
-def _train(stack, data, config, generator, state, shape, single_pass) -> TrainingResult:
     device = stack.top.means.device
     if shape is None:
         shape = (stack.input_shape[0] * stack.input_shape[1], stack.input_shape[2])
@@ -406,7 +377,7 @@ def _train(stack, data, config, generator, state, shape, single_pass) -> Trainin
             f"Training interrupted by the user after {result.n_iter} complete epoch(s); the "
             "model keeps the parameters reached so far.",
             UserWarning,
-            stacklevel=6,  # _train <- train <- _fit <- _guarded_fit <- fit/partial_fit <- caller
+            stacklevel=5,  # train <- _fit <- _guarded_fit <- fit (or partial_fit) <- caller
         )
     finally:
         progress.close()
@@ -430,7 +401,7 @@ def _train(stack, data, config, generator, state, shape, single_pass) -> Trainin
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "
             "has not converged yet.",
             ConvergenceWarning,
-            stacklevel=6,  # _train <- train <- _fit <- _guarded_fit <- fit/partial_fit <- caller
+            stacklevel=5,  # train <- _fit <- _guarded_fit <- fit (or partial_fit) <- caller
         )
     return result
 

@@ -162,8 +162,8 @@ def _responsibilities_without_denormals(scores: Tensor) -> Tensor:
     Scores more than 70 below their position's maximum are raised to that floor before the
     softmax (their ``exp`` would land in or near the float32 denormal range, which makes CPU
     arithmetic several times slower) and their responsibility (at most 1e-30) is then
-    set to 0. Flushing denormals with ``torch.set_flush_denormal`` would reach only the
-    calling thread, not torch's worker threads.
+    set to 0. (``torch.set_flush_denormal`` is no substitute: it reaches only the calling
+    thread, not torch's worker threads.)
     """
     floor = scores.amax(dim=-1, keepdim=True) - 70.0  # exp(-70) = 4e-31
     resp = torch.softmax(torch.maximum(scores, floor), dim=-1)
