@@ -12,7 +12,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .functional import log_gaussian_diag, log_normaliser, smoothing_kernel, toroidal_sq_distances
+from .functional import (
+    log_gaussian_diag,
+    log_gaussian_diag_patches,
+    log_normaliser,
+    smoothing_kernel,
+    toroidal_sq_distances,
+)
 
 __all__ = ["GMMLayer"]
 
@@ -156,6 +162,15 @@ class GMMLayer(nn.Module):
 
     def _log_scores(self, x: Tensor) -> Tensor:
         return log_gaussian_diag(x, self.means, self.precisions, self.log_weights())
+
+    def log_scores_of_patches(self, x: Tensor, folding) -> Tensor:
+        """``log_scores(folding(x))`` of a shared layer, by convolution (no patch tensor)."""
+        if not self.shared:
+            raise ValueError("log_scores_of_patches needs parameters shared over positions.")
+        return log_gaussian_diag_patches(
+            x, folding.input_shape, folding.patch, folding.stride,
+            self.means, self.precisions, self.log_weights(),
+        )  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """Responsibilities ``(N, L, K)``: the posterior over components at every position."""

@@ -12,26 +12,23 @@ import torch
 from torch import Tensor, nn
 
 from .folding import Folding
-from .functional import log_gaussian_diag_patches
 from .gmm import GMMLayer
 from .sampling import SamplingOptions, generate
 
 __all__ = ["DCGMMStack"]
 
 
-def _fusable(layer: nn.Module, following: nn.Module | None) -> Folding | None:
-    """``layer`` when it is a Folding into a shared GMM that convolution can compute directly.
+def _fusable(layer: nn.Module, following: nn.Module | None) -> bool:
+    """Whether ``layer`` is a Folding into a shared GMM, which scores its patches directly.
 
     Whole-map foldings are a plain reshape already and stay as they are.
     """
-    if (
+    return (
         isinstance(layer, Folding)
         and isinstance(following, GMMLayer)
         and following.shared
         and layer.patch != tuple(layer.input_shape[:2])
-    ):
-        return layer
-    return None
+    )
 
 
 class DCGMMStack(nn.Module):
@@ -83,29 +80,22 @@ class DCGMMStack(nn.Module):
         The responsibilities passed upward come from the same log-scores as the loss, so every
         layer costs one log-score evaluation per step.
         """
-        losses = []
+        losses, folding = [], None
         layers = list(self.layers)
-        i = 0
-        while i < len(layers):
-            layer, x = layers[i], x.detach()
-            fused = _fusable(layer, layers[i + 1] if i + 1 < len(layers) else None)
-            if (
-                fused is not None
-            ):  # Folding + shared GMM: log-scores by convolution, no patch tensor
-                layer, i = layers[i + 1], i + 1
-                scores = log_gaussian_diag_patches(
-                    x, fused.input_shape, fused.patch, fused.stride,
-                    layer.means, layer.precisions, layer.log_weights(),
-                )  # fmt: skip
-            elif isinstance(layer, GMMLayer):
-                scores = layer.log_scores(x)  # (N, L, K)
+        for layer, following in zip(layers, [*layers[1:], None]):
+            if _fusable(layer, following):
+                folding = layer  # the next GMM layer scores this folding's patches itself
+                continue
+            x = x.detach()
+            if isinstance(layer, GMMLayer):
+                if folding is None:
+                    scores = layer.log_scores(x)  # (N, L, K)
+                else:  # by convolution of the map: no (N, L, pH*pW*C) patch tensor
+                    scores, folding = layer.log_scores_of_patches(x, folding), None
+                losses.append(layer.annealed_loss(scores))
+                x = _responsibilities_without_denormals(scores.detach())
             else:
                 x = layer(x)
-                i += 1
-                continue
-            losses.append(layer.annealed_loss(scores))
-            x = _responsibilities_without_denormals(scores.detach())
-            i += 1
         return losses
 
     @torch.no_grad()
