@@ -300,8 +300,6 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                 "Expected n_samples >= n_components but got "
                 f"n_components = {self.n_components}, n_samples = {n_samples}"
             )
-        if self.early_stopping and not partial and n_samples < 2:
-            raise ValueError(f"early_stopping=True needs at least 2 samples, got {n_samples}.")
         device = resolve_device(self.device)
         specs = resolve_layers(self.layers, image_shape)
         n_train = n_samples
