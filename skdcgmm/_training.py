@@ -25,6 +25,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
+from ._utils import retain_freed_memory
 from .nn import DCGMMStack, PlateauSchedule, TimeSchedule
 
 __all__ = ["TrainingConfig", "TrainingResult", "TrainingState", "new_state", "train"]
@@ -233,6 +234,8 @@ def train(
     keeps the parameters reached (``result.interrupted``).
     """
     device = stack.top.means.device
+    if device.type == "cpu":
+        retain_freed_memory()  # no page faults for every step's temporaries
     if shape is None:
         shape = (stack.input_shape[0] * stack.input_shape[1], stack.input_shape[2])
     state = new_state(stack, config) if state is None else state

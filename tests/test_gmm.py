@@ -98,6 +98,18 @@ def test_project_clamps_precisions():
     assert layer.precisions.min() >= 0.1 - 1e-12
 
 
+def test_project_flushes_means_that_would_become_denormal():
+    layer = _layer()
+    with torch.no_grad():
+        layer.means.view(-1)[:4] = torch.tensor([3e-21, -5e-21, 2e-20, -1e-3])
+    before = layer.means.detach().clone()
+    layer.project_()
+    got = layer.means.detach().view(-1)
+    assert got[0] == 0 and got[1] == 0  # within 1e-20 of 0
+    assert got[2] == before.view(-1)[2] and got[3] == before.view(-1)[3]
+    assert torch.equal(got[4:], before.view(-1)[4:])
+
+
 def test_param_groups_carry_factors_and_position_multiplier():
     shared = _layer((2, 2, 3), 4, lr_factors=(1.0, 0.5, 0.25))
     assert [g["lr"] for g in shared.param_groups(0.1)] == pytest.approx([0.1, 0.05, 0.025])

@@ -51,34 +51,48 @@ def test_sampling_through_layers_without_topdown_is_refused():
         stack.sample(2)
 
 
-def test_training_losses_of_the_fused_folding_equal_the_layer_by_layer_losses():
+@pytest.mark.parametrize("preset", ["C", "D", "E"])
+@pytest.mark.parametrize("annealed", [False, True])
+def test_training_losses_of_the_fused_folding_equal_the_layer_by_layer_losses(preset, annealed):
+    """The training path (convolutions, component-major layouts, shared maxima, floored
+    responsibilities) gives the losses and gradients of every layer applied on its own."""
     from skdcgmm.layers import build_stack, resolve_layers
 
     g = torch.Generator().manual_seed(0)
-    stack = build_stack(resolve_layers("C", (28, 28, 1)), (28, 28, 1), 10, g).double()
+    stack = build_stack(resolve_layers(preset, (28, 28, 1)), (28, 28, 1), 10, g).double()
+    if annealed:
+        for layer in stack.gmm_layers:
+            layer.set_sigma(0.01)
     x = torch.rand(3, 784, 1, generator=g, dtype=torch.float64)
     losses = stack.training_losses(x)
+    got = torch.autograd.grad(sum(losses), list(stack.parameters()))
     expected, h = [], x
     for layer in stack.layers:  # the plain path: every layer on its own
         if isinstance(layer, GMMLayer):
-            scores = layer.log_scores(h)
+            scores = layer.log_scores(h.detach())
             expected.append(layer.annealed_loss(scores))
             h = layer.responsibilities(scores)
         else:
             h = layer(h)
-    assert len(losses) == len(expected) == 2
+    want = torch.autograd.grad(sum(expected), list(stack.parameters()))
+    assert len(losses) == len(expected) == len(stack.gmm_layers)
     for a, b in zip(losses, expected):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
 def test_training_responsibilities_are_the_softmax_without_tiny_values():
-    from skdcgmm.nn.stack import _responsibilities_without_denormals
+    from skdcgmm.nn.gmm import training_responsibilities
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(4, 6, 10, generator=g) * 60  # gaps of hundreds: tiny probabilities
-    got = _responsibilities_without_denormals(scores)
+    got = training_responsibilities(scores)
     exact = torch.softmax(scores.double(), dim=-1)
-    # As float32's own softmax, up to its rounding, except that values below 1e-30 are 0.
-    torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-29)
-    assert ((got == 0) | (got > 1e-30)).all()  # nothing denormal or tiny is left
-    assert (got[exact < 1e-31] == 0).all()
+    # As float32's own softmax, up to its rounding, except that values below 1e-15 are 0.
+    torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-15)
+    assert ((got == 0) | (got > 1e-15)).all()  # nothing denormal, nor squaring to one, is left
+    assert (got[exact < 6e-16] == 0).all()
+    assert (got[exact > 2e-15] > 0).all()
+    # A given maximum is used as it is.
+    torch.testing.assert_close(training_responsibilities(scores, scores.amax(-1)), got)

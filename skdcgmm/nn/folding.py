@@ -68,7 +68,7 @@ class Folding(nn.Module):
         (sy, sx) = self.stride
         # Strided views (no copy) of every patch, then one gather into (N, L, D): faster than
         # F.unfold's im2col, and already in the (patch row, patch column, channel) order.
-        patches = x.view(n, h, w, c).unfold(1, ph, sy).unfold(2, pw, sx)  # (N, H', W', C, pH, pW)
+        patches = x.reshape(n, h, w, c).unfold(1, ph, sy).unfold(2, pw, sx)  # (N,H',W',C,pH,pW)
         return patches.permute(0, 1, 2, 4, 5, 3).reshape(n, -1, ph * pw * c)  # (N, L, D)
 
     def topdown(self, patches: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -102,14 +102,17 @@ def log_gaussian_diag_patches(
         log_weights[0] + torch.log(precisions[0]).sum(-1) - 0.5 * (means[0] ** 2 * prec_sq).sum(-1)
     )  # (K,)
 
+    # Map and filters in channels-last memory (also for one channel, where only the strides
+    # tell): the output is then channels-last too, the fastest layout for the convolution,
+    # its gradient and the pooling above, and (N, L, K) in memory.
+    img = x.reshape(x.shape[0], h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W)
+
     def filters(v: Tensor) -> Tensor:  # (K, D) -> (K, C, pH, pW)
         return v.view(k, ph, pw, c).permute(0, 3, 1, 2)
 
-    # (N, C, H, W) in channels-last memory: the output comes out as (N, H', W', K) in memory.
-    img = x.view(x.shape[0], h, w, c).permute(0, 3, 1, 2)
     quad = torch.nn.functional.conv2d(img * img, filters(-0.5 * prec_sq), const, stride=stride)
     quad = quad + torch.nn.functional.conv2d(img, filters(means[0] * prec_sq), stride=stride)
-    return quad.permute(0, 2, 3, 1).reshape(x.shape[0], -1, k)  # (N, L, K)
+    return quad.flatten(2).transpose(1, 2)  # (N, L, K)
 
 
 def grid_shape(n_components: int) -> tuple[int, int]:

@@ -72,13 +72,15 @@ class Pooling(nn.Module):
         h, w, k = self.input_shape
         if x.dim() != 3 or tuple(x.shape[1:]) != (h * w, k):
             raise ValueError(f"Pooling expects shape (N, {h * w}, {k}), got {tuple(x.shape)}.")
-        n = x.shape[0]
-        img = x.view(n, h, w, k).permute(0, 3, 1, 2)  # (N, K, H, W)
+        # (N, K, H, W) as a view whether x is stored position-major (contiguous) or
+        # component-major (the transposed view a convolutional GMM layer produces); the
+        # output keeps that memory layout and is returned as an (N, H'*W', K) view.
+        img = x.transpose(1, 2).reshape(x.shape[0], k, h, w)
         if self.mode == "max":
             out = F.max_pool2d(img, self.kernel, self.stride, ceil_mode=True)
         else:
             out = F.avg_pool2d(img, self.kernel, self.stride, ceil_mode=True)
-        return out.permute(0, 2, 3, 1).reshape(n, -1, k)  # (N, H'*W', K)
+        return out.flatten(2).transpose(1, 2)  # (N, H'*W', K)
 
     def topdown(
         self, x: Tensor, generator: torch.Generator | None = None, *, upsampling: str = "dense"

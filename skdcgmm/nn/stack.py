@@ -92,8 +92,8 @@ class DCGMMStack(nn.Module):
                     scores = layer.log_scores(x)  # (N, L, K)
                 else:  # by convolution of the map: no (N, L, pH*pW*C) patch tensor
                     scores, folding = layer.log_scores_of_patches(x, folding), None
-                losses.append(layer.annealed_loss(scores))
-                x = _responsibilities_without_denormals(scores.detach())
+                loss, x = layer.training_outputs(scores, responsibilities=following is not None)
+                losses.append(loss)
             else:
                 x = layer(x)
         return losses
@@ -144,17 +144,3 @@ class DCGMMStack(nn.Module):
         """
         options = SamplingOptions() if options is None else options
         return generate(self, n_samples, options, generator, components=components)
-
-
-def _responsibilities_without_denormals(scores: Tensor) -> Tensor:
-    """Softmax over K with every output below ~1e-30 exactly 0 and no denormal on the way.
-
-    Scores more than 70 below their position's maximum are raised to that floor before the
-    softmax (their ``exp`` would land in or near the float32 denormal range, which makes CPU
-    arithmetic several times slower) and their responsibility (at most 1e-30) is then
-    set to 0. (``torch.set_flush_denormal`` is no substitute: it reaches only the calling
-    thread, not torch's worker threads.)
-    """
-    floor = scores.amax(dim=-1, keepdim=True) - 70.0  # exp(-70) = 4e-31
-    resp = torch.softmax(torch.maximum(scores, floor), dim=-1)
-    return torch.nn.functional.threshold(resp, 1e-30, 0.0, inplace=True)
