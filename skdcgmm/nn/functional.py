@@ -78,9 +78,10 @@ def log_gaussian_diag_patches(
     """:func:`log_gaussian_diag` of every patch of ``x``, without extracting the patches.
 
     Equal to ``log_gaussian_diag(fold(x), ...)`` for a folding with ``patch`` and ``stride``
-    (valid padding) followed by a GMM shared over positions, computed as two convolutions of
-    the map (and of its square) with the ``K`` filters ``-0.5 s^2`` and ``mu s^2``: the
-    ``(N, L, pH * pW * C)`` patch tensor is never built, forward or backward.
+    (valid padding) followed by a GMM shared over positions, computed as one convolution of
+    the map stacked with its square, ``[x^2, x]``, with the ``K`` filters
+    ``[-0.5 s^2, mu s^2]``: the ``(N, L, pH * pW * C)`` patch tensor is never built, forward
+    or backward.
 
     Parameters
     ----------
@@ -102,16 +103,15 @@ def log_gaussian_diag_patches(
         log_weights[0] + torch.log(precisions[0]).sum(-1) - 0.5 * (means[0] ** 2 * prec_sq).sum(-1)
     )  # (K,)
 
-    # Map and filters in channels-last memory (also for one channel, where only the strides
-    # tell): the output is then channels-last too, the fastest layout for the convolution,
-    # its gradient and the pooling above, and (N, L, K) in memory.
-    img = x.reshape(x.shape[0], h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W)
-
-    def filters(v: Tensor) -> Tensor:  # (K, D) -> (K, C, pH, pW)
-        return v.view(k, ph, pw, c).permute(0, 3, 1, 2)
-
-    quad = torch.nn.functional.conv2d(img * img, filters(-0.5 * prec_sq), const, stride=stride)
-    quad = quad + torch.nn.functional.conv2d(img, filters(means[0] * prec_sq), stride=stride)
+    # Map and filters in channels-last memory (channels [x^2, x] and [-0.5 s^2, mu s^2]): the output
+    # is then channels-last too, the fastest layout for the convolution, its gradient and the
+    # pooling above, and (N, L, K) in memory.
+    n = x.shape[0]
+    img = torch.cat([x * x, x], dim=-1).view(n, h, w, 2 * c).permute(0, 3, 1, 2)
+    filters = torch.cat(
+        [(-0.5 * prec_sq).view(k, ph, pw, c), (means[0] * prec_sq).view(k, ph, pw, c)], dim=-1
+    )
+    quad = torch.nn.functional.conv2d(img, filters.permute(0, 3, 1, 2), const, stride=stride)
     return quad.flatten(2).transpose(1, 2)  # (N, L, K)
 
 
