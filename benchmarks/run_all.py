@@ -168,26 +168,58 @@ def section_flat_vs_sklearn(data: dict) -> list[str]:
     return out
 
 
+def _mean_std(key: str):
+    def cell(row: dict) -> str:
+        mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+        return MISSING if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+    return cell
+
+
 def section_clustering(data: dict) -> list[str]:
     rows = data.get("rows", [])
     clusters = [r for r in rows if "accuracy" in r]
     probes = [r for r in rows if "test_accuracy" in r]
+    summary = data.get("summary")
     out = [
         "10 clusters fitted on the training images, evaluated on the test images: accuracy "
         "under the Hungarian matching of clusters to classes, NMI and ARI.",
-        _settings(data, ["deep", "steps"]),
-        table(
-            clusters,
-            [
-                ("dataset", "dataset", 0),
-                ("model", "model", 0),
-                ("fit (s)", "fit_seconds", 1),
-                ("accuracy", "accuracy", 3),
-                ("NMI", "nmi", 3),
-                ("ARI", "ari", 3),
-            ],
-        ),
+        _settings(data, ["deep", "steps", "seeds"]),
     ]
+    if summary:  # several seeds: mean ± standard deviation, and every seed's accuracy
+        out.append(
+            table(
+                summary,
+                [
+                    ("dataset", "dataset", 0),
+                    ("model", "model", 0),
+                    ("seeds", "n_seeds", 0),
+                    ("fit (s)", "fit_seconds_mean", 1),
+                    ("accuracy", _mean_std("accuracy"), 0),
+                    ("NMI", _mean_std("nmi"), 0),
+                    ("ARI", _mean_std("ari"), 0),
+                    (
+                        "accuracy per seed",
+                        lambda r: " / ".join(f"{a:.3f}" for a in r["accuracies"]),
+                        0,
+                    ),
+                ],
+            )
+        )
+    else:
+        out.append(
+            table(
+                clusters,
+                [
+                    ("dataset", "dataset", 0),
+                    ("model", "model", 0),
+                    ("fit (s)", "fit_seconds", 1),
+                    ("accuracy", "accuracy", 3),
+                    ("NMI", "nmi", 3),
+                    ("ARI", "ari", 3),
+                ],
+            )
+        )
     if probes:
         out += [
             "Linear probe: logistic regression on the `transform` features, test accuracy.",

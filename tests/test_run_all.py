@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,36 @@ def test_runs_scripts_in_sequence(run_all, tmp_path):
     assert list(scripts) == ["broken", "ok"]
     done = run_all.run_benchmarks(["ok", "broken"], scripts)
     assert [(name, code) for name, code, _ in done] == [("ok", 0), ("broken", 3)]
+
+
+def test_clustering_over_seeds_is_reported_as_mean_and_spread(run_all):
+    data = {
+        "deep": "C",
+        "seeds": [0, 1],
+        "rows": [
+            {"dataset": "mnist", "seed": s, "model": "m", "fit_seconds": 1.0, "accuracy": a,
+             "nmi": 0.5, "ari": 0.4}
+            for s, a in [(0, 0.6), (1, 0.4)]
+        ],
+    }  # fmt: skip
+    data["summary"] = run_all_summary(data["rows"])
+    text = "\n".join(run_all.section_clustering(data))
+    assert (
+        "| mnist | m | 2 | 1.0 | 0.500 ± 0.100 | 0.500 ± 0.000 | 0.400 ± 0.000 | 0.600 / 0.400 |"
+        in text
+    )
+    assert "`seeds=[0, 1]`" in text
+
+
+def run_all_summary(rows):
+    """bench_clustering.summarise (the benchmark script loaded as a module)."""
+    spec = importlib.util.spec_from_file_location(
+        "skdcgmm_bench_clustering", RUN_ALL.parent / "bench_clustering.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(RUN_ALL.parent))  # the benchmark imports its _common module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(RUN_ALL.parent))
+    return module.summarise(rows)
