@@ -76,9 +76,13 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         with a warning.
     learning_rate : float, default=0.1
         Initial SGD step size (the paper's ``eps0``), multiplied per parameter by the GMM
-        spec's learning-rate factors. Keep ``learning_rate * lr_means / min_variance <= 2``
-        (2 at the defaults): larger steps can overshoot a component's mean; ``fit`` raises a
-        ``ValueError`` when training diverges.
+        spec's learning-rate factors. A step moves a mean by up to ``learning_rate *
+        lr_means / min_variance`` (2 at the defaults) times the share of the batch its
+        component wins, so steps cannot overshoot while that product stays <= 2; with many
+        components sharing a batch, larger batches take proportionally larger rates (the
+        linear scaling rule: the flat model at K = 100 trains at ``batch_size=1000,
+        learning_rate=1.0``; see the README's "Speed"). ``fit`` raises a ``ValueError`` when
+        training diverges.
     learning_rate_final : float, default=0.02
         Step size reached when annealing ends (``learning_rate`` if larger).
     annealing : {"time", "plateau"}, default="time"
