@@ -214,7 +214,7 @@ class GMMLayer(nn.Module):
         return smoothed.max(dim=-1).values
 
     def training_outputs(
-        self, log_scores: Tensor, responsibilities: bool = True
+        self, log_scores: Tensor, with_responsibilities: bool = True
     ) -> tuple[Tensor, Tensor | None]:
         """The annealed loss (for autograd) and the detached responsibilities for the layer above.
 
@@ -224,7 +224,7 @@ class GMMLayer(nn.Module):
         """
         best = self._annealed_max(log_scores)  # (N, L)
         loss = best.mean() + log_normaliser(self.input_shape[2])
-        if not responsibilities:
+        if not with_responsibilities:  # the top layer: nothing above reads them
             return loss, None
         peak = best.detach() if self.kernel_is_identity else None
         return loss, training_responsibilities(log_scores.detach(), peak)

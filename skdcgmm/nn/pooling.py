@@ -72,9 +72,8 @@ class Pooling(nn.Module):
         h, w, k = self.input_shape
         if x.dim() != 3 or tuple(x.shape[1:]) != (h * w, k):
             raise ValueError(f"Pooling expects shape (N, {h * w}, {k}), got {tuple(x.shape)}.")
-        # (N, K, H, W) as a view whether x is stored position-major (contiguous) or
-        # component-major (the transposed view a convolutional GMM layer produces); the
-        # output keeps that memory layout and is returned as an (N, H'*W', K) view.
+        # (N, K, H, W) as a view of x (channels-last memory when x is contiguous, the fast
+        # layout for pooling); the output is returned as an (N, H'*W', K) view, no copy.
         img = x.transpose(1, 2).reshape(x.shape[0], k, h, w)
         if self.mode == "max":
             out = F.max_pool2d(img, self.kernel, self.stride, ceil_mode=True)

@@ -92,7 +92,9 @@ class DCGMMStack(nn.Module):
                     scores = layer.log_scores(x)  # (N, L, K)
                 else:  # by convolution of the map: no (N, L, pH*pW*C) patch tensor
                     scores, folding = layer.log_scores_of_patches(x, folding), None
-                loss, x = layer.training_outputs(scores, responsibilities=following is not None)
+                loss, x = layer.training_outputs(
+                    scores, with_responsibilities=following is not None
+                )
                 losses.append(loss)
             else:
                 x = layer(x)
