@@ -583,6 +583,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             - ``noise_divisor`` (float, default 1.0): standard deviations are divided by it;
               1 samples the fitted Gaussians, larger values stay closer to the means (the
               paper uses 5 to 20).
+            - ``start_noise_divisor`` (float or None, default None): ``noise_divisor`` of the
+              layer sampling starts at (the top layer; for variants, their root layer);
+              ``None`` uses ``noise_divisor``.
             - ``floor_noise`` (bool, default True): whether dimensions whose variance sits
               on its floor (pixels that never varied) get noise.
             - ``upsampling`` ({"dense", "sparse"}, default "dense"): top-down mode of
@@ -595,8 +598,16 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
               ``mean (x - x0)^2``, which keeps a sharpened map near its folded-back start
               ``x0``; small weights let sharpening wipe images out towards the most likely
               patch (empty background).
-            - ``sharpening_target`` ({"next", "top"}, default "next"): sharpen for the GMM
-              layer directly above each folding layer, or for the top one.
+            - ``sharpening_target`` ({"next", "top", "drawn"}, default "next"): sharpen for
+              the GMM layer directly above each folding layer, or for the top one, after every
+              fold-back; or, with ``"drawn"``, once at the end: raise the first GMM layer's
+              likelihood of the image's patches while pulling the top layer's input towards
+              the vector drawn there. Recommended for deep stacks (measured by
+              ``benchmarks/bench_sampling.py``): ``noise_divisor=20, floor_noise=False,
+              start_noise_divisor=1, sharpening_steps=30, sharpening_target="drawn"``.
+            - ``match_weight`` (float, default 200.0): weight of that pull, the mean of
+              ``0.5 (s_k (h - v))^2`` over the top layer's input ``h``, drawn vector ``v``
+              and the drawn component's precisions ``s_k``.
             - ``clip`` (bool, default True): clip samples to the per-feature range of the
               training data (sharpening always stays inside it).
 
@@ -926,12 +937,14 @@ _SAMPLING_CONSTRAINTS: dict = {
     "top_s": [Interval(Integral, 1, None, closed="left"), None],
     "exponent": [Interval(Real, 0, None, closed="neither")],
     "noise_divisor": [Interval(Real, 0, None, closed="neither")],
+    "start_noise_divisor": [Interval(Real, 0, None, closed="neither"), None],
     "floor_noise": ["boolean"],
     "upsampling": [StrOptions({"dense", "sparse"})],
     "sharpening_steps": [Interval(Integral, 0, None, closed="left")],
     "sharpening_rate": [Interval(Real, 0, None, closed="neither")],
     "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
-    "sharpening_target": [StrOptions({"next", "top"})],
+    "sharpening_target": [StrOptions({"next", "top", "drawn"})],
+    "match_weight": [Interval(Real, 0, None, closed="left")],
     "clip": ["boolean"],
 }
 

@@ -358,6 +358,25 @@ def test_sample_conditional_clipped_and_reproducible(digits_model):
     )
 
 
+def test_sample_sharpened_towards_the_drawn_vector(digits_model):
+    model, _ = digits_model
+    options = {
+        "noise_divisor": 20,
+        "floor_noise": False,
+        "start_noise_divisor": 1,
+        "sharpening_steps": 10,
+        "sharpening_target": "drawn",
+    }
+    samples, comps = model.sample(20, components=np.arange(20) % 10, **options)
+    assert samples.shape == (20, 64) and comps.tolist() == (np.arange(20) % 10).tolist()
+    assert (samples >= model.data_min_).all() and (samples <= model.data_max_).all()
+    plain, _ = model.sample(20, components=np.arange(20) % 10, noise_divisor=20)
+    # Sharpening keeps the drawn component: most samples are assigned back to it.
+    assert (model.predict(samples) == comps).mean() >= (model.predict(plain) == comps).mean()
+    variants = model.generate_variants(samples[:5], **options)
+    assert variants.shape == (5, 64)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -367,6 +386,8 @@ def test_sample_conditional_clipped_and_reproducible(digits_model):
         ({"upsampling": "nearest"}, ValueError, "upsampling"),
         ({"sharpening_steps": 1.5}, ValueError, "sharpening_steps"),
         ({"sharpening_target": 2}, ValueError, "sharpening_target"),
+        ({"match_weight": -1.0}, ValueError, "match_weight"),
+        ({"start_noise_divisor": 0.0}, ValueError, "start_noise_divisor"),
         ({"components": 10}, ValueError, "components"),
         ({"components": [1, 2]}, ValueError, "components"),
         ({"components": [0.5, 1, 2]}, ValueError, "components"),

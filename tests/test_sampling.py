@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from skdcgmm import DeepConvGMM
 from skdcgmm.layers import PRESETS, build_stack, resolve_layers
 from skdcgmm.nn import GMMLayer, Pooling, SamplingOptions
-from skdcgmm.nn.sampling import generate, prototypes, sharpen, variants
+from skdcgmm.nn.sampling import generate, prototypes, sharpen, sharpen_to_drawn, variants
 
 
 def _stack(name, shape=(28, 28, 1), k=5, seed=0):
@@ -164,3 +164,71 @@ def test_prototypes_of_a_middle_layer_are_cropped_to_its_receptive_field():
     protos = prototypes(stack, middle)
     # down from the middle GMM: Fold(4, 1) -> 4, Pool(2) -> (4 - 1) * 2 + 2 = 8, Fold(3, 1) -> 10
     assert protos.shape == (25, 10, 10, 1) and torch.isfinite(protos).all()
+
+
+def _drawn_objective(stack, x, components, drawn, weight):
+    """The objective of sharpening towards the drawn vector, written out for a C-like stack."""
+    fold, first, pool, top_fold, top = stack.layers
+    with torch.no_grad():
+        scores = first.log_scores(fold(x))
+        ll = first.annealed_log_likelihood(scores).mean(1)
+        h = top_fold(pool(first.responsibilities(scores)))
+        precision = top.precisions[0][components[:, 0]].unsqueeze(1)  # (n, 1, D)
+        mismatch = ((h - drawn) * precision).pow(2).flatten(1).mean(1)
+    return ll - weight * 0.5 * mismatch, mismatch
+
+
+def test_sharpening_to_the_drawn_vector_raises_its_objective_for_every_sample(digits_model):
+    model, _ = digits_model
+    stack = model.module_
+    assert len(stack.layers) == 5  # Fold, GMM, Pool, Fold, GMM: what _drawn_objective spells out
+    top = stack.top
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        components = top.sample_components(30, None, gen)
+        drawn = top.sample_vectors(components, gen)
+    plain = SamplingOptions(noise_divisor=20, floor_noise=False)
+    x0 = generate(stack, 30, plain, gen, components=components)[0].clamp(0, 1)
+    params = {k: v.clone() for k, v in stack.state_dict().items()}
+    for weight in (0.0, 200.0):
+        opts = SamplingOptions(sharpening_steps=20, sharpening_target="drawn", match_weight=weight)
+        x = sharpen_to_drawn(stack, x0, 4, components, drawn, opts, bounds=(0.0, 1.0))
+        before, miss_before = _drawn_objective(stack, x0, components, drawn, weight)
+        after, miss_after = _drawn_objective(stack, x, components, drawn, weight)
+        assert (after >= before - 1e-4).all()
+        assert (after - before).mean() > 0.1
+        assert x.min() >= 0 and x.max() <= 1
+        if weight:
+            assert miss_after.mean() < miss_before.mean()
+    assert all(torch.equal(v, params[k]) for k, v in stack.state_dict().items())
+    assert not any(p.grad is not None for p in stack.parameters())
+
+
+def test_drawn_target_sharpens_once_after_the_walk_down(digits_model):
+    """Without steps it samples plainly; with steps, the walk down itself is not sharpened."""
+    model, _ = digits_model
+    stack = model.module_
+
+    def run(**kw):
+        gen = torch.Generator().manual_seed(3)
+        return generate(stack, 20, SamplingOptions(noise_divisor=5, **kw), gen)
+
+    plain, comps = run()
+    assert torch.equal(run(sharpening_target="drawn")[0], plain)  # 0 steps: off
+    assert torch.equal(run(start_noise_divisor=5)[0], plain)  # None means noise_divisor
+    sharp, sharp_comps = run(sharpening_target="drawn", sharpening_steps=5)
+    assert torch.equal(sharp_comps, comps) and not torch.equal(sharp, plain)
+    other, _ = run(start_noise_divisor=torch.inf)  # the top layer's means, lower layers noisy
+    assert not torch.equal(other, plain)
+
+
+def test_variants_sharpen_towards_the_vector_drawn_at_their_root(digits_model):
+    model, X = digits_model
+    x = torch.as_tensor(X[:50], dtype=torch.float32).view(50, 64, 1)
+    root = len(model.module_.layers) - 1
+    opts = SamplingOptions(noise_divisor=20, sharpening_steps=10, sharpening_target="drawn")
+    v = variants(model.module_, x, root, opts, torch.Generator().manual_seed(0), bounds=(0, 1))
+    assert v.shape == x.shape and v.min() >= 0 and v.max() <= 1
+    with torch.no_grad():
+        same = model.module_(x).argmax(-1) == model.module_(v).argmax(-1)
+    assert same.float().mean() > 0.8

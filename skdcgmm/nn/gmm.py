@@ -268,6 +268,16 @@ class GMMLayer(nn.Module):
         flat = torch.multinomial(probs.reshape(-1, k), 1, generator=generator)  # (n*L, 1)
         return flat.view(n_samples, n_pos)
 
+    def component_parameters(self, components: Tensor) -> tuple[Tensor, Tensor]:
+        """Means and precisions of the given components ``(n, L)``: ``(n, L, D)`` each."""
+        n, n_pos = components.shape
+        pos = (
+            torch.zeros_like(components)
+            if self.shared
+            else torch.arange(n_pos, device=components.device).expand(n, n_pos)
+        )
+        return self.means[pos, components], self.precisions[pos, components]
+
     def sample_vectors(
         self,
         components: Tensor,
@@ -282,14 +292,7 @@ class GMMLayer(nn.Module):
         (never learned, e.g. constant background pixels) are drawn without noise, as in the
         reference sampler. Returns ``(n, L, D)``.
         """
-        n, n_pos = components.shape
-        pos = (
-            torch.zeros_like(components)
-            if self.shared
-            else torch.arange(n_pos, device=components.device).expand(n, n_pos)
-        )
-        mu = self.means[pos, components]  # (n, L, D)
-        precision = self.precisions[pos, components]  # (n, L, D)
+        mu, precision = self.component_parameters(components)  # (n, L, D) each
         std = 1.0 / (precision * noise_divisor)
         if not floor_noise:
             std = torch.where(precision >= self.precision_max * (1 - 1e-6), 0.0, std)

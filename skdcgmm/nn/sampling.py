@@ -5,7 +5,10 @@ and a Gaussian vector at every position, and walks down: a Folding layer folds t
 back (averaging overlaps), a Pooling layer upsamples, a lower GMM layer reads what arrives as a
 top-down control that selects its components. Folded-back maps are blurred by the averaging;
 *sharpening* (§9) then moves each map by gradient ascent so that its patches are likely again
-under a GMM layer above, with all parameters fixed.
+under a GMM layer above, with all parameters fixed. Sharpening towards the *drawn* vector
+instead moves the generated input, once it has been walked down, until the input it gives the
+start layer matches the vector drawn there, while its patches stay likely under the first GMM
+layer: samples then keep what the start layer drew, with sharp patches.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "generate",
     "prototypes",
     "sharpen",
+    "sharpen_to_drawn",
     "sharpening_target_index",
     "variants",
 ]
@@ -43,6 +47,9 @@ class SamplingOptions:
         Selection probabilities are the top-down control raised to this power.
     noise_divisor : float
         Standard deviations are divided by it (1: the fitted Gaussians; the paper uses 5–20).
+    start_noise_divisor : float or None
+        ``noise_divisor`` of the layer sampling starts at (the top layer, or the root of
+        variants); ``None`` uses ``noise_divisor``.
     floor_noise : bool
         Whether dimensions whose variance sits on its floor get noise.
     upsampling : {"dense", "sparse"}
@@ -56,21 +63,40 @@ class SamplingOptions:
         Weight of the penalty ``mean (x - x0)^2`` that keeps a sharpened map near its
         folded-back start ``x0``. Without it, raising the likelihood of a patch GMM drives
         images towards the most likely patch (e.g. empty background); the default 1000 (the
-        reference's Fashion-MNIST setting) balances the two terms on 28x28 images.
-    sharpening_target : {"next", "top"}
-        The GMM layer whose annealed log-likelihood sharpening raises: the one directly above
-        the folding layer (the reference's configuration) or the top one.
+        reference's Fashion-MNIST setting) balances the two terms on 28x28 images. Not used by
+        ``sharpening_target="drawn"``.
+    sharpening_target : {"next", "top", "drawn"}
+        ``"next"`` and ``"top"``: after every fold-back, raise the annealed log-likelihood of
+        the GMM layer directly above the folding layer (the reference's configuration) or of
+        the top one. ``"drawn"``: once, after the walk down, raise the first GMM layer's
+        annealed log-likelihood of the input's patches while pulling the input the start layer
+        gets from it towards the vector drawn there (see ``match_weight``).
+    match_weight : float
+        Weight of the matching term of ``sharpening_target="drawn"``:
+        ``mean 0.5 (s_k (h - v))^2`` over the start layer's positions and dimensions, for its
+        input ``h``, drawn vector ``v`` and the drawn components' precisions ``s_k``.
     """
 
     top_s: int | None = None
     exponent: float = 1.0
     noise_divisor: float = 1.0
+    start_noise_divisor: float | None = None
     floor_noise: bool = True
     upsampling: str = "dense"
     sharpening_steps: int = 0
     sharpening_rate: float = 0.1
     reconstruction_weight: float = 1000.0
     sharpening_target: str = "next"
+    match_weight: float = 200.0
+
+    @property
+    def start_divisor(self) -> float:
+        """The noise divisor of the layer sampling starts at."""
+        return self.noise_divisor if self.start_noise_divisor is None else self.start_noise_divisor
+
+    @property
+    def sharpens_drawn(self) -> bool:
+        return self.sharpening_steps > 0 and self.sharpening_target == "drawn"
 
 
 @torch.no_grad()
@@ -88,13 +114,16 @@ def generate(
     ``components`` ``(n, L_top)`` fixes the top layer's components (conditional sampling);
     ``bounds`` ``(low, high)``, each broadcastable to ``(L0, D0)``, clip the generated inputs.
     """
-    top = stack.top
+    top, start = stack.top, len(stack.layers) - 1
     if components is None:  # the mixing weights select; top_s and exponent shape controls only
         components = top.sample_components(n_samples, None, generator)
-    x = top.sample_vectors(
-        components, generator, noise_divisor=options.noise_divisor, floor_noise=options.floor_noise
+    drawn = top.sample_vectors(
+        components, generator, noise_divisor=options.start_divisor, floor_noise=options.floor_noise
     )
-    return _walk_down(stack, x, len(stack.layers) - 1, options, generator, bounds), components
+    x = _walk_down(stack, drawn, start, options, generator, bounds)
+    if options.sharpens_drawn:
+        x = sharpen_to_drawn(stack, x, start, components, drawn, options, bounds=bounds)
+    return x, components
 
 
 @torch.no_grad()
@@ -115,9 +144,17 @@ def variants(
     layer = stack.layers[root]
     if not isinstance(layer, GMMLayer):
         raise ValueError(f"Variants start at a GMM layer; layer {root} is {type(layer).__name__}.")
-    control = stack(x, upto=root)  # (n, L_root, K_root)
-    vectors = layer.topdown(control, generator, **_gmm_options(options))
-    return _walk_down(stack, vectors, root, options, generator, bounds)
+    control = stack(x, upto=root)  # (n, L_root, K_root), every position active
+    components = layer.sample_components(
+        len(x), control, generator, top_s=options.top_s, exponent=options.exponent
+    )
+    drawn = layer.sample_vectors(
+        components, generator, noise_divisor=options.start_divisor, floor_noise=options.floor_noise
+    )
+    x = _walk_down(stack, drawn, root, options, generator, bounds)
+    if options.sharpens_drawn:
+        x = sharpen_to_drawn(stack, x, root, components, drawn, options, bounds=bounds)
+    return x
 
 
 def sharpen(
@@ -140,28 +177,79 @@ def sharpen(
     """
     weight = options.reconstruction_weight
     x0 = x0.detach()
+
+    def objective(x: Tensor) -> Tensor:
+        h = x
+        for layer in stack.layers[start:target]:
+            h = layer(h)
+        gmm = stack.layers[target]
+        j = gmm.annealed_log_likelihood(gmm.log_scores(h)).mean(dim=1)  # (n,)
+        return j - weight * (x - x0).pow(2).flatten(1).mean(dim=1)
+
+    return _ascend(objective, x0, options, bounds, free)
+
+
+def sharpen_to_drawn(
+    stack,
+    x0: Tensor,
+    start: int,
+    components: Tensor,
+    drawn: Tensor,
+    options: SamplingOptions,
+    *,
+    bounds: tuple[Tensor | float, Tensor | float] | None = None,
+) -> Tensor:
+    """Move the generated inputs ``x0`` ``(n, L0, D0)`` towards what GMM layer ``start`` drew.
+
+    Per sample, ascend ``J(x) = mean_p l_first(x) - w * mean 0.5 (s_k (h(x) - v))^2`` for
+    ``options.sharpening_steps`` steps: ``l_first`` is the annealed log-likelihood of the first
+    GMM layer at every position, ``h(x)`` the input of layer ``start``, ``v`` ``(n, L, D)`` the
+    vectors ``drawn`` there from ``components`` ``(n, L)`` with precisions ``s_k``, and ``w`` is
+    ``options.match_weight``. The input stays inside ``bounds`` (default: unbounded).
+    """
+    layers = stack.layers
+    first = next(i for i, layer in enumerate(layers) if isinstance(layer, GMMLayer))
+    _, precision = layers[start].component_parameters(components)
+    drawn, weight = drawn.detach(), options.match_weight
+
+    def objective(x: Tensor) -> Tensor:
+        j, h = 0.0, x
+        for i, layer in enumerate(layers[:start]):
+            if i == first:  # raise the likelihood of the patches, pass responsibilities up
+                scores = layer.log_scores(h)
+                j = layer.annealed_log_likelihood(scores).mean(dim=1)  # (n,)
+                h = layer.responsibilities(scores)
+            else:
+                h = layer(h)
+        mismatch = ((h - drawn) * precision).pow(2).flatten(1).mean(dim=1)  # (n,)
+        return j - weight * 0.5 * mismatch
+
+    return _ascend(objective, x0.detach(), options, bounds or (-torch.inf, torch.inf), None)
+
+
+def _ascend(objective, x0: Tensor, options: SamplingOptions, bounds, free) -> Tensor:
+    """Per-sample gradient ascent on ``objective(x) -> (n,)`` from ``x0`` (inside ``bounds``).
+
+    Steps that would lower a sample's objective are undone and its step size halved (grown by
+    1.25 otherwise), so no sample's objective ever decreases; only ``free`` entries move.
+    """
     mask = None if free is None else free.to(x0.dtype).expand_as(x0)
 
-    def objective(x: Tensor) -> tuple[Tensor, Tensor]:
+    def value_and_gradient(x: Tensor) -> tuple[Tensor, Tensor]:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            h = x
-            for layer in stack.layers[start:target]:
-                h = layer(h)
-            gmm = stack.layers[target]
-            j = gmm.annealed_log_likelihood(gmm.log_scores(h)).mean(dim=1)  # (n,)
-            j = j - weight * (x - x0).pow(2).flatten(1).mean(dim=1)
+            j = objective(x)
             (grad,) = torch.autograd.grad(j.sum(), x)
         return j.detach(), grad
 
     x = _clip(x0, bounds) if mask is None else torch.where(mask > 0, _clip(x0, bounds), x0)
-    j, grad = objective(x)
+    j, grad = value_and_gradient(x)
     shape = (-1,) + (1,) * (x.dim() - 1)  # per-sample scalars broadcast over the sample
     rate = torch.full_like(j, options.sharpening_rate).view(shape)
     for _ in range(options.sharpening_steps):
         step = rate * grad if mask is None else rate * grad * mask
         candidate = _clip(x + step, bounds)
-        j_new, grad_new = objective(candidate)
+        j_new, grad_new = value_and_gradient(candidate)
         better = j_new >= j  # (n,)
         j = torch.where(better, j_new, j)
         better = better.view(shape)
@@ -189,7 +277,7 @@ def _walk_down(
             x = layer.topdown(x, generator, upsampling=options.upsampling)
         elif isinstance(layer, Folding):
             x = layer.topdown(x, generator)
-            if options.sharpening_steps > 0:
+            if options.sharpening_steps > 0 and not options.sharpens_drawn:
                 target = sharpening_target_index(stack, i, options.sharpening_target)
                 # Images stay inside the data range, maps of responsibilities inside [0, 1].
                 level = (bounds or (-torch.inf, torch.inf)) if i == 0 else (0.0, 1.0)
@@ -202,7 +290,11 @@ def _walk_down(
 
 
 def sharpening_target_index(stack, index: int, target: str) -> int:
-    """Index of the GMM layer that sharpens the input of layer ``index``."""
+    """Index of the GMM layer that sharpens the input of layer ``index``.
+
+    ``"drawn"`` (whose matching needs a drawn vector) sharpens like ``"next"`` here, e.g. when
+    in-painting finally sharpens the filled pixels.
+    """
     if target == "top":
         return len(stack.layers) - 1
     return next(
