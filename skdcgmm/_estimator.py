@@ -602,8 +602,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
               the GMM layer directly above each folding layer, or for the top one, after every
               fold-back; or, with ``"drawn"``, once at the end: raise the first GMM layer's
               likelihood of the image's patches while pulling the top layer's input towards
-              the vector drawn there. Recommended for deep stacks (measured by
-              ``benchmarks/bench_sampling.py``): ``noise_divisor=20, floor_noise=False,
+              the vector drawn there. For deep stacks, ``benchmarks/bench_sampling.py``
+              compares it with these settings: ``noise_divisor=20, floor_noise=False,
               start_noise_divisor=1, sharpening_steps=30, sharpening_target="drawn"``.
             - ``match_weight`` (float, default 200.0): weight of that pull, the mean of
               ``0.5 (s_k (h - v))^2`` over the top layer's input ``h``, drawn vector ``v``
