@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from numbers import Integral, Real
@@ -306,6 +307,11 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             )
         device = resolve_device(self.device)
         specs = resolve_layers(self.layers, image_shape)
+        if continuing and isinstance(self.layers, str):
+            # A preset continues with the precision rates it was fitted with: that default
+            # changed (models saved before resolved None to 10 in every GMM layer).
+            if _unset_precision_rates(specs) == _unset_precision_rates(self.layers_):
+                specs = self.layers_
         n_train = n_samples
         if self.early_stopping and not partial:
             n_train -= math.ceil(self.validation_fraction * n_samples)
@@ -880,6 +886,14 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             stack.load_state_dict(module_state)
             self.module_ = stack.to(device).eval()
             self.device_ = device
+
+
+def _unset_precision_rates(specs: tuple) -> tuple:
+    """``specs`` with every GMM's ``lr_precisions`` reset to its default (``None``)."""
+    return tuple(
+        dataclasses.replace(spec, lr_precisions=None) if isinstance(spec, GMM) else spec
+        for spec in specs
+    )
 
 
 def _version() -> str:

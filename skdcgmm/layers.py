@@ -122,11 +122,16 @@ class GMM:
         ``[0, 1]`` as in the paper); precisions start at its inverse.
     mu_init : float, default=0.1
         Means are initialised uniformly in ``[-mu_init, mu_init]``.
-    lr_means, lr_precisions, lr_weights : float, default=(1.0, 10.0, 0.2)
-        Learning-rate factors of the means, precisions and mixing logits (the paper's
-        lambda values). The paper uses 0.1 for the precisions; with it they barely move from
-        their initial (minimum) variance within a few epochs, so the default is 10, chosen by
-        ``benchmarks/bench_flat_vs_sklearn.py`` (test log-likelihood on MNIST).
+    lr_means, lr_weights : float, default=(1.0, 0.2)
+        Learning-rate factors of the means and mixing logits (the paper's lambda values).
+    lr_precisions : float or None, default=None
+        Learning-rate factor of the precisions. ``None`` picks by position: 10 for the first
+        GMM layer, which reads the input (with the paper's 0.1 its variances barely move from
+        their initial minimum within a few epochs; 10 was chosen by
+        ``benchmarks/bench_flat_vs_sklearn.py``, test log-likelihood on MNIST), and the
+        paper's 0.1 for higher layers, which read responsibilities: there, fast-growing
+        variances let a few components win every input (MNIST, preset C, 100 top components:
+        34 in use with 10, 89 with 1, 100 with 0.1), which spoils sampling and clustering.
     sigma0 : float or None, default=None
         Initial annealing radius; ``None`` means ``0.25 * sqrt(2 K)``.
     wait : float in [0, 1), default=0.0
@@ -139,7 +144,7 @@ class GMM:
     min_variance: float = 0.05
     mu_init: float = 0.1
     lr_means: float = 1.0
-    lr_precisions: float = 10.0
+    lr_precisions: float | None = None
     lr_weights: float = 0.2
     sigma0: float | None = None
     wait: float = 0.0
@@ -158,8 +163,12 @@ class GMM:
             raise ValueError(f"GMM min_variance must be > 0, got {self.min_variance!r}.")
         for name in ("lr_means", "lr_precisions", "lr_weights"):
             value = getattr(self, name)
+            if name == "lr_precisions" and value is None:
+                continue  # chosen by the layer's position at build time
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"GMM {name} must be a finite number >= 0, got {value!r}.")
+                what = "a finite number >= 0"
+                what = f"None or {what}" if name == "lr_precisions" else what
+                raise ValueError(f"GMM {name} must be {what}, got {value!r}.")
         if self.sigma0 is not None and not (
             isinstance(self.sigma0, (int, float)) and math.isfinite(self.sigma0) and self.sigma0 > 0
         ):
@@ -170,9 +179,21 @@ class GMM:
     def adapt(self, input_shape: tuple[int, int, int]) -> GMM:
         return self
 
+    def precision_rate(self, on_input: bool) -> float:
+        """The precisions' learning-rate factor of this layer, resolving ``None`` by position."""
+        if self.lr_precisions is not None:
+            return self.lr_precisions
+        return 10.0 if on_input else 0.1
+
     def build(
-        self, input_shape: tuple[int, int, int], n_components: int, generator: torch.Generator
+        self,
+        input_shape: tuple[int, int, int],
+        n_components: int,
+        generator: torch.Generator,
+        *,
+        on_input: bool = True,
     ) -> GMMLayer:
+        """The engine layer; ``on_input`` tells whether it is the first GMM layer of its stack."""
         return GMMLayer(
             input_shape,
             n_components,
@@ -180,7 +201,7 @@ class GMM:
             mu_init=self.mu_init,
             min_variance=self.min_variance,
             sigma0=self.sigma0,
-            lr_factors=(self.lr_means, self.lr_precisions, self.lr_weights),
+            lr_factors=(self.lr_means, self.precision_rate(on_input), self.lr_weights),
             generator=generator,
         )
 
@@ -295,7 +316,11 @@ def build_stack(
     for i, spec in enumerate(specs):
         k = n_components if i == len(specs) - 1 else getattr(spec, "n_components", None)
         try:
-            module = spec.build(shape, k, generator)
+            if isinstance(spec, GMM):
+                on_input = not any(isinstance(m, GMMLayer) for m in modules)
+                module = spec.build(shape, k, generator, on_input=on_input)
+            else:
+                module = spec.build(shape, k, generator)
         except ValueError as exc:
             raise ValueError(
                 f"layers[{i}] = {spec!r} does not fit its input {shape}: {exc}"

@@ -272,6 +272,24 @@ def _images(n=120, h=10, w=10, c=1, seed=0):
     return X + 0.05 * rng.rand(*X.shape), y
 
 
+def _stripes(n=300, h=10, w=10, period=3, seed=0):
+    """Textures: vertical or horizontal stripes of the given period at a random phase.
+
+    Unlike the bars above (whose class is not the dominant structure of the pooled first
+    layer: k-means there reaches only 0.70), the class here is a position-invariant texture,
+    the kind of structure a convolutional stack is built to find."""
+    rng = np.random.RandomState(seed)
+    X = np.zeros((n, h, w, 1))
+    y = rng.randint(0, 2, n)
+    for i in range(n):
+        phase = rng.randint(period)
+        if y[i]:
+            X[i, :, phase::period] = 1.0
+        else:
+            X[i, phase::period, :] = 1.0
+    return X + 0.05 * rng.rand(*X.shape), y
+
+
 def test_image_layouts_give_the_same_model():
     X4, _ = _images(c=2)
     params = {"n_components": 2, "max_iter": 2, "random_state": 0, "layers": "auto"}
@@ -308,9 +326,9 @@ def test_predict_on_images_of_another_shape_is_rejected():
         model.predict(X.reshape(len(X), 100, 1, 1))
 
 
-def test_deep_model_clusters_bars_and_transforms_any_layer():
-    X, y = _images(n=300)
-    model = DeepConvGMM(2, max_iter=10, random_state=0).fit(X)
+def test_deep_model_clusters_textures_and_transforms_any_layer():
+    X, y = _stripes()
+    model = DeepConvGMM(2, max_iter=20, random_state=0).fit(X)  # 1.0 for seeds 0-7
     assert clustering_accuracy(y, model.predict(X)) > 0.9
     assert model.transform(X).shape == (300, 2)
     model.set_params(transform_layer=2)  # pooled first-layer responsibilities: 4 x 4 x 25

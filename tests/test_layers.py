@@ -70,6 +70,18 @@ def test_presets_adapt_to_other_image_sizes(name, shape):
     ]
 
 
+@pytest.mark.parametrize("name", ["flat", "C", "E", "G"])
+def test_precision_rates_default_by_position(name):
+    """None: 10 for the GMM on the input, the paper's 0.1 for GMMs on responsibilities."""
+    rates = [layer.lr_factors[1] for layer in _build(name).gmm_layers]
+    assert rates == [10.0] + [0.1] * (len(rates) - 1)
+
+
+def test_explicit_precision_rates_are_kept_at_every_position():
+    layers = (Fold(8, 1), GMM(25, lr_precisions=2.0), Pool(2), Fold(), GMM(lr_precisions=3.0))
+    assert [layer.lr_factors[1] for layer in _build(layers).gmm_layers] == [2.0, 3.0]
+
+
 def test_auto_choice_depends_on_image_size():
     assert resolve_layers("auto", (28, 28, 1))[:3] == (
         Fold((8, 8), (1, 1)),
