@@ -305,14 +305,17 @@ def section_sampling(data: dict) -> list[str]:
     return [
         "Sample quality against the training images: NDB/K (fraction of the 100 k-means bins "
         "whose proportion differs significantly) and the Jensen-Shannon divergence of the bin "
-        "proportions (both lower is better; the test set is the floor), and sampling speed.",
-        _settings(data, ["components", "epochs"]),
+        "proportions (both lower is better; the test set is the floor), and sampling speed. "
+        "Where the run used several k-means seeds for the bins, both are means over them and "
+        "*±* is the standard deviation of NDB/K over those seeds.",
+        _settings(data, ["components", "epochs", "bin_seeds"]),
         table(
             data.get("rows", []),
             [
                 ("dataset", "dataset", 0),
                 ("model / sampler options", lambda r: f"`{r.get('model', MISSING)}`", 0),
-                ("NDB/K", "ndb_k", 2),
+                ("NDB/K", "ndb_k", 3),
+                ("±", "ndb_k_std", 3),
                 ("JS", "js", 4),
                 ("samples/s", "samples_per_second", 0),
                 ("fit (s)", "fit_seconds", 1),

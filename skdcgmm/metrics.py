@@ -11,10 +11,11 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
 from sklearn.cluster import KMeans
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.utils import check_array
 
-__all__ = ["NDBResult", "clustering_accuracy", "ndb_score", "purity_score"]
+__all__ = ["NDB", "NDBResult", "clustering_accuracy", "ndb_score", "purity_score"]
 
 
 def clustering_accuracy(labels_true, labels_pred) -> float:
@@ -68,7 +69,7 @@ def purity_score(labels_true, labels_pred) -> float:
 
 
 class NDBResult(NamedTuple):
-    """The result of :func:`ndb_score`."""
+    """The result of :func:`ndb_score` and :meth:`NDB.score`."""
 
     ndb_k: float
     """Fraction of bins whose proportions differ significantly (NDB / K); lower is better."""
@@ -82,6 +83,130 @@ class NDBResult(NamedTuple):
     """``(n_bins,)`` fraction of the evaluated samples in every bin."""
     bin_centers: np.ndarray
     """``(n_bins, n_features)`` k-means centres of the bins."""
+
+
+class NDB:
+    """Number of statistically Different Bins, with the bins fitted once (Richardson & Weiss).
+
+    :meth:`fit` splits the reference samples (e.g. training images) into ``n_bins`` bins by
+    k-means; :meth:`score` puts every evaluated sample in the bin of its nearest centre and
+    compares the fraction of reference and of evaluated samples in every bin with a two-sided
+    two-proportion z-test at level ``alpha``. A generator that drops modes or invents new
+    kinds of samples leaves many bins with too few or too many samples. Fitting once and
+    scoring several generators against the same bins compares them without the variation of
+    the binning between calls (:func:`ndb_score` does both in one call). Images of any shape
+    are flattened.
+
+    Parameters
+    ----------
+    n_bins : int, default=100
+        Number of k-means bins ``K``.
+    alpha : float, default=0.05
+        Significance level of every bin's test.
+    random_state : int, RandomState instance or None, default=None
+        Seeds k-means.
+
+    Attributes
+    ----------
+    bin_centers_ : ndarray of shape (n_bins, n_features)
+        k-means centres of the bins.
+    reference_proportions_ : ndarray of shape (n_bins,)
+        Fraction of the reference samples in every bin.
+    n_reference_ : int
+        Number of reference samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdcgmm.metrics import NDB
+    >>> rng = np.random.RandomState(0)
+    >>> ndb = NDB(n_bins=10, random_state=0).fit(rng.rand(500, 4))
+    >>> ndb.score(rng.rand(500, 4) ** 3).ndb_k > ndb.score(rng.rand(500, 4)).ndb_k
+    True
+    """
+
+    def __init__(self, n_bins: int = 100, *, alpha: float = 0.05, random_state=None) -> None:
+        self.n_bins = n_bins
+        self.alpha = alpha
+        self.random_state = random_state
+
+    def fit(self, X_reference) -> NDB:
+        """Fit the bins on the reference samples.
+
+        Parameters
+        ----------
+        X_reference : array-like of shape (n_reference, ...)
+            Real samples.
+
+        Returns
+        -------
+        self : NDB
+        """
+        reference = self._check_reference(X_reference)
+        kmeans = KMeans(n_clusters=self.n_bins, n_init=1, random_state=self.random_state)
+        kmeans.fit(reference)
+        self._kmeans = kmeans
+        self.bin_centers_ = kmeans.cluster_centers_
+        self.reference_proportions_ = np.bincount(kmeans.labels_, minlength=self.n_bins) / len(
+            reference
+        )
+        self.n_reference_ = len(reference)
+        return self
+
+    def score(self, X_samples) -> NDBResult:
+        """NDB/K and JS divergence of ``X_samples`` against the fitted bins.
+
+        Parameters
+        ----------
+        X_samples : array-like of shape (n_samples, ...)
+            Samples to evaluate, with as many features as the reference samples.
+
+        Returns
+        -------
+        result : NDBResult
+        """
+        if not hasattr(self, "_kmeans"):
+            raise NotFittedError("This NDB instance is not fitted yet; call fit first.")
+        samples = self._check_samples(X_samples, self.bin_centers_)
+        n_bins, n_ref, n_smp = self.n_bins, self.n_reference_, len(samples)
+        p_ref = self.reference_proportions_
+        p_smp = np.bincount(self._kmeans.predict(samples), minlength=n_bins) / n_smp  # (K,)
+        pooled = (p_ref * n_ref + p_smp * n_smp) / (n_ref + n_smp)  # (K,)
+        se = np.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_smp))
+        z = np.divide(p_ref - p_smp, se, out=np.zeros(n_bins), where=se > 0)
+        different = 2 * norm.sf(np.abs(z)) < self.alpha
+        middle = (p_ref + p_smp) / 2
+        js = 0.5 * (_kl(p_ref, middle) + _kl(p_smp, middle))
+        return NDBResult(
+            float(different.mean()), float(js), different, p_ref.copy(), p_smp,
+            self.bin_centers_.copy(),
+        )  # fmt: skip
+
+    def _check_reference(self, X_reference, X_samples=None) -> np.ndarray:
+        """The reference as rows, after checking it, ``X_samples`` if given, and the params."""
+        reference = check_array(_as_rows(X_reference, "X_reference"), input_name="X_reference")
+        if X_samples is not None:
+            self._check_samples(X_samples, reference)
+        n_bins = self.n_bins
+        if not isinstance(n_bins, (int, np.integer)) or not 2 <= n_bins <= len(reference):
+            raise ValueError(
+                f"n_bins must be an int in [2, n_reference={len(reference)}], got {n_bins!r}."
+            )
+        if not (isinstance(self.alpha, Real) and 0 < self.alpha < 1):
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}.")
+        return reference
+
+    @staticmethod
+    def _check_samples(X_samples, reference: np.ndarray) -> np.ndarray:
+        samples = check_array(
+            _as_rows(X_samples, "X_samples"), dtype=reference.dtype, input_name="X_samples"
+        )
+        if samples.shape[1] != reference.shape[1]:
+            raise ValueError(
+                f"X_samples has {samples.shape[1]} features but X_reference has "
+                f"{reference.shape[1]}."
+            )
+        return samples
 
 
 def ndb_score(
@@ -98,7 +223,8 @@ def ndb_score(
     every evaluated sample goes to the bin of its nearest centre. A two-sided two-proportion
     z-test at level ``alpha`` compares the fraction of reference and of evaluated samples in
     every bin. A generator that drops modes or invents new kinds of samples leaves many bins
-    with too few or too many samples. Images of any shape are flattened.
+    with too few or too many samples. Images of any shape are flattened. To score several
+    sample sets against the same bins, fit an :class:`NDB` once instead.
 
     Parameters
     ----------
@@ -127,33 +253,9 @@ def ndb_score(
     >>> ndb_score(X, X, n_bins=10, random_state=0).ndb_k
     0.0
     """
-    reference = check_array(_as_rows(X_reference, "X_reference"), input_name="X_reference")
-    samples = check_array(
-        _as_rows(X_samples, "X_samples"), dtype=reference.dtype, input_name="X_samples"
-    )
-    if samples.shape[1] != reference.shape[1]:
-        raise ValueError(
-            f"X_samples has {samples.shape[1]} features but X_reference has {reference.shape[1]}."
-        )
-    if not isinstance(n_bins, (int, np.integer)) or not 2 <= n_bins <= len(reference):
-        raise ValueError(
-            f"n_bins must be an int in [2, n_reference={len(reference)}], got {n_bins!r}."
-        )
-    if not (isinstance(alpha, Real) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
-    kmeans = KMeans(n_clusters=n_bins, n_init=1, random_state=random_state).fit(reference)
-    p_ref = np.bincount(kmeans.labels_, minlength=n_bins) / len(reference)  # (K,)
-    p_smp = np.bincount(kmeans.predict(samples), minlength=n_bins) / len(samples)  # (K,)
-    n_ref, n_smp = len(reference), len(samples)
-    pooled = (p_ref * n_ref + p_smp * n_smp) / (n_ref + n_smp)  # (K,)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_smp))
-    z = np.divide(p_ref - p_smp, se, out=np.zeros(n_bins), where=se > 0)
-    different = 2 * norm.sf(np.abs(z)) < alpha
-    middle = (p_ref + p_smp) / 2
-    js = 0.5 * (_kl(p_ref, middle) + _kl(p_smp, middle))
-    return NDBResult(
-        float(different.mean()), float(js), different, p_ref, p_smp, kmeans.cluster_centers_
-    )
+    ndb = NDB(n_bins, alpha=alpha, random_state=random_state)
+    ndb._check_reference(X_reference, X_samples)  # every check before the k-means fit
+    return ndb.fit(X_reference).score(X_samples)
 
 
 def _check_labels(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,9 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
 
-from skdcgmm.metrics import clustering_accuracy, ndb_score, purity_score
+from skdcgmm.metrics import NDB, clustering_accuracy, ndb_score, purity_score
 
 
 def _brute_force_accuracy(y, c):
@@ -82,3 +83,29 @@ def test_ndb_rejects_bad_arguments(kwargs, message):
         ndb_score(X, X, **kwargs)
     with pytest.raises(ValueError, match="features"):
         ndb_score(X, X[:, :3])
+
+
+def test_fitted_ndb_scores_every_set_as_ndb_score_does():
+    digits = load_digits()
+    X, y = digits.data, digits.target
+    ndb = NDB(20, alpha=0.01, random_state=0).fit(X)
+    centers = ndb.bin_centers_.copy()
+    for Y in (X[y != 0], X[y < 5], X[::2].reshape(-1, 8, 8)):
+        got, want = ndb.score(Y), ndb_score(X, Y, n_bins=20, alpha=0.01, random_state=0)
+        assert (got.ndb_k, got.js) == (want.ndb_k, want.js)
+        np.testing.assert_array_equal(got.different, want.different)
+        np.testing.assert_array_equal(got.sample_proportions, want.sample_proportions)
+        got.bin_centers[:] = 0  # results are copies: the fitted bins stay as they were
+        got.reference_proportions[:] = 0
+    np.testing.assert_array_equal(ndb.bin_centers_, centers)
+    assert ndb.reference_proportions_.sum() == pytest.approx(1.0)
+
+
+def test_ndb_checks_before_fitting_and_scoring():
+    X = np.random.RandomState(0).rand(50, 4)
+    with pytest.raises(NotFittedError, match="fit"):
+        NDB(5).score(X)
+    with pytest.raises(ValueError, match="n_bins"):
+        NDB(51).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        NDB(5, random_state=0).fit(X).score(X[:, :3])
