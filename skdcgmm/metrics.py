@@ -232,12 +232,9 @@ def ndb_score(
         Real samples; the bins are fitted on them.
     X_samples : array-like of shape (n_samples, ...)
         Samples to evaluate, with the same number of features.
-    n_bins : int, default=100
-        Number of k-means bins ``K``.
-    alpha : float, default=0.05
-        Significance level of every bin's test.
-    random_state : int, RandomState instance or None, default=None
-        Seeds k-means.
+    n_bins, alpha, random_state
+        As in :class:`NDB`: the number of bins ``K`` (default 100), the level of every bin's
+        test (default 0.05) and the seed of k-means (default None).
 
     Returns
     -------
