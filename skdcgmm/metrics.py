@@ -142,7 +142,9 @@ class NDB:
         -------
         self : NDB
         """
-        reference = self._check_reference(X_reference)
+        return self._fit(self._check(X_reference)[0])
+
+    def _fit(self, reference: np.ndarray) -> NDB:
         kmeans = KMeans(n_clusters=self.n_bins, n_init=1, random_state=self.random_state)
         kmeans.fit(reference)
         self._kmeans = kmeans
@@ -167,7 +169,9 @@ class NDB:
         """
         if not hasattr(self, "_kmeans"):
             raise NotFittedError("This NDB instance is not fitted yet; call fit first.")
-        samples = self._check_samples(X_samples, self.bin_centers_)
+        return self._score(self._check_samples(X_samples, self.bin_centers_))
+
+    def _score(self, samples: np.ndarray) -> NDBResult:
         n_bins, n_ref, n_smp = self.n_bins, self.n_reference_, len(samples)
         p_ref = self.reference_proportions_
         p_smp = np.bincount(self._kmeans.predict(samples), minlength=n_bins) / n_smp  # (K,)
@@ -182,11 +186,10 @@ class NDB:
             self.bin_centers_.copy(),
         )  # fmt: skip
 
-    def _check_reference(self, X_reference, X_samples=None) -> np.ndarray:
-        """The reference as rows, after checking it, ``X_samples`` if given, and the params."""
+    def _check(self, X_reference, X_samples=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The reference and (if given) the samples as checked rows; the parameters checked."""
         reference = check_array(_as_rows(X_reference, "X_reference"), input_name="X_reference")
-        if X_samples is not None:
-            self._check_samples(X_samples, reference)
+        samples = None if X_samples is None else self._check_samples(X_samples, reference)
         n_bins = self.n_bins
         if not isinstance(n_bins, (int, np.integer)) or not 2 <= n_bins <= len(reference):
             raise ValueError(
@@ -194,7 +197,7 @@ class NDB:
             )
         if not (isinstance(self.alpha, Real) and 0 < self.alpha < 1):
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}.")
-        return reference
+        return reference, samples
 
     @staticmethod
     def _check_samples(X_samples, reference: np.ndarray) -> np.ndarray:
@@ -251,8 +254,8 @@ def ndb_score(
     0.0
     """
     ndb = NDB(n_bins, alpha=alpha, random_state=random_state)
-    ndb._check_reference(X_reference, X_samples)  # every check before the k-means fit
-    return ndb.fit(X_reference).score(X_samples)
+    reference, samples = ndb._check(X_reference, X_samples)  # every check before k-means
+    return ndb._fit(reference)._score(samples)
 
 
 def _check_labels(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:
