@@ -35,8 +35,12 @@ __all__ = ["DeepConvGMM"]
 
 _MAX_SEED = 2**31 - 1
 #: Bytes of activations per forward pass at inference: scoring any number of images runs in
-#: chunks of at most this many bytes (plus the model), whatever the architecture.
+#: chunks of at most this many bytes (plus the model), whatever the architecture. A GPU wants
+#: large chunks (few kernel launches); the CPU wants chunks whose activations stay in its
+#: caches: measured on a 2-core CPU, 32 MiB chunks score 2x faster than 256 MiB ones for the
+#: deep presets (C 3.8k -> 7.8k images/s) and 1.6x for the flat model at K = 100.
 _INFERENCE_BYTES = 256 * 2**20
+_CPU_INFERENCE_BYTES = 32 * 2**20
 #: Version of the pickled state (``__getstate__``); increment on any change of its layout.
 _PICKLE_FORMAT = 1
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
@@ -472,9 +476,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             # float64 on the CPU: results independent of how rows are batched.
             stack, dtype = copy.deepcopy(stack).double(), torch.float64
         itemsize = torch.finfo(dtype).bits // 8
+        budget = _CPU_INFERENCE_BYTES if self.device_.type == "cpu" else _INFERENCE_BYTES
         # The largest activation, counted three times (input, log-scores, output of a layer).
         largest = _largest_activation(image_shape, stack)
-        chunk = max(1, min(X.shape[0], _INFERENCE_BYTES // (3 * itemsize * largest)))
+        chunk = max(1, min(X.shape[0], budget // (3 * itemsize * largest)))
         output = None  # filled chunk by chunk: no list of pieces to concatenate (2x memory)
         with torch.no_grad():
             for start in range(0, X.shape[0], chunk):

@@ -346,7 +346,7 @@ def test_inference_in_small_chunks_gives_identical_results(monkeypatch):
     X, _ = _images(n=50)
     model = DeepConvGMM(2, max_iter=2, random_state=0).fit(X)
     full = model.score_samples(X), model.predict_proba(X)
-    monkeypatch.setattr("skdcgmm._estimator._INFERENCE_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr("skdcgmm._estimator._CPU_INFERENCE_BYTES", 1)  # one image per chunk
     assert_allclose(model.score_samples(X), full[0], rtol=1e-12)
     assert_allclose(model.predict_proba(X), full[1], rtol=1e-12)
 
