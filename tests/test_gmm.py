@@ -33,6 +33,19 @@ def test_shapes_and_responsibilities(shared):
     assert layer.means.shape == ((1 if shared else 6), 4, 5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_responsibilities_are_the_softmax_over_components(dtype):
+    g = torch.Generator().manual_seed(0)
+    scores = (torch.randn(3, 5, 25, generator=g) * 60).to(dtype)  # gaps of hundreds
+    before = scores.clone()
+    got = GMMLayer.responsibilities(scores)
+    exact = torch.softmax(scores.double(), dim=-1)
+    tol = 1e-14 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(got.double(), exact, rtol=tol, atol=tol)
+    assert got.dtype == dtype
+    assert torch.equal(scores, before)  # the log-scores are not modified
+
+
 def test_initial_state_follows_the_method():
     layer = GMMLayer((1, 1, 10), 25, generator=torch.Generator().manual_seed(0))
     assert layer.means.abs().max() <= 0.1

@@ -87,7 +87,9 @@ def test_training_responsibilities_are_the_softmax_without_tiny_values():
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(4, 6, 10, generator=g) * 60  # gaps of hundreds: tiny probabilities
+    before = scores.clone()
     got = training_responsibilities(scores)
+    assert torch.equal(scores, before)  # computed in a buffer of its own
     exact = torch.softmax(scores.double(), dim=-1)
     # As float32's own softmax, up to its rounding, except that values below 1e-15 are 0.
     torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-15)
