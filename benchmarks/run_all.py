@@ -392,6 +392,33 @@ def section_speed(data: dict) -> list[str]:
     return lines
 
 
+def section_profile(data: dict) -> list[str]:
+    lines = [
+        "One annealed training epoch under `torch.profiler` (batches of 100, "
+        f"{fmt(data.get('n_images'))} MNIST images, {fmt(data.get('threads'))} threads): "
+        "self CPU time per SGD step by category, and the step time without the profiler. "
+        "The profiler slows small operators down; Python's own time is in neither column."
+    ]
+    for model in data.get("models", []):
+        plain = model.get("ms_per_step")
+        lines.append(
+            f"*{model.get('layers', MISSING)}* (K = {fmt(model.get('k'))}): "
+            f"{fmt(plain, 2)} ms per step without the profiler, "
+            f"{fmt(model.get('profiled_ms_per_step'), 2)} ms profiled."
+        )
+        lines.append(
+            table(
+                model.get("categories", []),
+                [
+                    ("category", "category", 0),
+                    ("ms per step", "ms_per_step", 2),
+                    ("share", lambda r: f"{100 * r['share_of_profiled_step']:.0f} %", 0),
+                ],
+            )
+        )
+    return lines
+
+
 def section_generic(data: dict) -> list[str]:
     """Any other results file: every scalar field of its rows."""
     rows = [r for r in data.get("rows", []) if isinstance(r, dict)]
@@ -412,6 +439,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "sampling": ("Sampling quality (NDB/K, JS)", section_sampling),
     "memory": ("Inference memory (MNIST)", section_memory),
     "speed": ("Training speed against the matmul peak (MNIST)", section_speed),
+    "profile": ("Where the training time goes (MNIST)", section_profile),
 }
 
 

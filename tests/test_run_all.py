@@ -101,6 +101,18 @@ RESULTS = {
                             "flat_epochs": 6, "flat_test_log_likelihood": 217.0,
                             "speed_up": 5.0},
     },
+    "profile": {
+        "n_images": 10000,
+        "threads": 2,
+        "models": [
+            {"layers": "C", "k": 10, "ms_per_step": 8.5, "profiled_ms_per_step": 9.0,
+             "categories": [
+                 {"category": "convolution (log-scores of patches)", "ms_per_step": 3.6,
+                  "share_of_profiled_step": 0.4},
+                 {"category": "matmuls", "ms_per_step": 0.45, "share_of_profiled_step": 0.05},
+             ]},
+        ],
+    },
 }  # fmt: skip
 
 
@@ -131,6 +143,8 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert "Settings: `deep=C`." in report
     assert "| C | 10 | 5,000 | 3,000 | 6.00 | 30.0 | 10 % |" in report
     assert "vs flat DeepConvGMM 8.0 s (6 epochs, 217.00): 5.0x faster." in report
+    assert "*C* (K = 10): 8.50 ms per step without the profiler, 9.00 ms profiled." in report
+    assert "| convolution (log-scores of patches) | 3.60 | 40 % |" in report
     # Hardware as recorded, nothing filled in from this machine.
     assert "## Hardware" in report
     row = "| `presets` | 2030-01-02 03:04:05 UTC | Test CPU 9000 | 4 | 4 | 15.5 | 9.9.9 | none |"
