@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._training import TrainingConfig, new_state, train
-from ._utils import resolve_device, to_tensor
+from ._utils import resolve_device, retain_freed_memory, to_tensor
 from .layers import GMM, build_stack, resolve_layers
 from .nn import GMMLayer, SamplingOptions
 from .nn.sampling import generate, sharpen, sharpening_target_index, variants
@@ -34,12 +34,15 @@ from .nn.sampling import generate, sharpen, sharpening_target_index, variants
 __all__ = ["DeepConvGMM"]
 
 _MAX_SEED = 2**31 - 1
-#: Bytes of activations per forward pass at inference: scoring any number of images runs in
-#: chunks of at most this many bytes (plus the model), whatever the architecture. A GPU wants
-#: large chunks (few kernel launches); the CPU wants chunks whose activations stay in its
-#: caches: measured on a 2-core CPU, 32 MiB chunks score 2x faster than 256 MiB ones for the
-#: deep presets (C 3.8k -> 7.8k images/s) and 1.6x for the flat model at K = 100.
+#: Bytes of activations per forward pass at inference on a GPU (and of a top-down sampling
+#: pass on any device): scoring any number of images runs in chunks of at most this many bytes
+#: (plus the model), whatever the architecture. A GPU wants large chunks (few kernel launches).
 _INFERENCE_BYTES = 256 * 2**20
+#: The same budget for inference on the CPU, which wants small chunks: their activations stay
+#: below the 32 MiB that glibc's malloc is asked to serve from its heap (no page faults for
+#: fresh memory, see ``_utils.retain_freed_memory``) and closer to the caches. Measured on a
+#: 2-core CPU, 32 MiB chunks score 2x faster than 256 MiB ones for the deep presets (C 3.8k ->
+#: 7.8k images/s) and 1.6x for the flat model at K = 100.
 _CPU_INFERENCE_BYTES = 32 * 2**20
 #: Version of the pickled state (``__getstate__``); increment on any change of its layout.
 _PICKLE_FORMAT = 1
@@ -476,7 +479,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             # float64 on the CPU: results independent of how rows are batched.
             stack, dtype = copy.deepcopy(stack).double(), torch.float64
         itemsize = torch.finfo(dtype).bits // 8
-        budget = _CPU_INFERENCE_BYTES if self.device_.type == "cpu" else _INFERENCE_BYTES
+        budget = _INFERENCE_BYTES
+        if self.device_.type == "cpu":
+            budget = _CPU_INFERENCE_BYTES
+            retain_freed_memory()  # also in a process that scores without having trained
         # The largest activation, counted three times (input, log-scores, output of a layer).
         largest = _largest_activation(image_shape, stack)
         chunk = max(1, min(X.shape[0], budget // (3 * itemsize * largest)))

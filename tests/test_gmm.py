@@ -46,6 +46,13 @@ def test_responsibilities_are_the_softmax_over_components(dtype):
     assert torch.equal(scores, before)  # the log-scores are not modified
 
 
+def test_float64_responsibilities_are_differentiable():
+    # Sharpening differentiates through responsibilities; float64 takes the written-out path.
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(2, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(GMMLayer.responsibilities, (scores,))
+
+
 def test_initial_state_follows_the_method():
     layer = GMMLayer((1, 1, 10), 25, generator=torch.Generator().manual_seed(0))
     assert layer.means.abs().max() <= 0.1

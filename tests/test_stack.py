@@ -98,3 +98,8 @@ def test_training_responsibilities_are_the_softmax_without_tiny_values():
     assert (got[exact > 2e-15] > 0).all()
     # A given maximum is used as it is.
     torch.testing.assert_close(training_responsibilities(scores, scores.amax(-1)), got)
+    # Scores that require gradients give the same, detached, responsibilities.
+    tracked = scores.clone().requires_grad_()
+    detached = training_responsibilities(tracked)
+    assert not detached.requires_grad
+    torch.testing.assert_close(detached, got)
