@@ -103,3 +103,16 @@ def test_training_responsibilities_are_the_softmax_without_tiny_values():
     detached = training_responsibilities(tracked)
     assert not detached.requires_grad
     torch.testing.assert_close(detached, got)
+
+
+def test_floored_softmax_is_the_same_written_out_and_fused():
+    # The fused form is what GPUs run: checked against the CPU's written-out form here.
+    from skdcgmm.nn.gmm import _floored_softmax
+
+    g = torch.Generator().manual_seed(2)
+    scores = torch.randn(3, 7, 25, generator=g) * 40
+    peak = scores.amax(-1)
+    fused = _floored_softmax(scores, peak, written_out=False)
+    torch.testing.assert_close(_floored_softmax(scores, peak, written_out=True), fused)
+    torch.testing.assert_close(fused.sum(-1), torch.ones(3, 7))
+    assert fused.min() > 0  # the floor: exp(-35) relative to the maximum, before thresholding

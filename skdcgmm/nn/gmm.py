@@ -345,15 +345,22 @@ def training_responsibilities(scores: Tensor, peak: Tensor | None = None) -> Ten
     """
     scores = scores.detach()
     peak = scores.amax(dim=-1) if peak is None else peak.detach()
-    if scores.device.type == "cpu":
-        # The softmax written out, in place on one buffer: 1.4x faster on a 2-core CPU than
-        # the floor by torch.maximum followed by torch.softmax over a short last axis (K = 25).
-        resp = (scores - peak.unsqueeze(-1)).clamp_min_(-_RESPONSIBILITY_LOG_FLOOR).exp_()
-        resp.div_(resp.sum(dim=-1, keepdim=True))
-    else:  # one fused softmax kernel on GPUs
-        floored = torch.maximum(scores, (peak - _RESPONSIBILITY_LOG_FLOOR).unsqueeze(-1))
-        resp = torch.softmax(floored, dim=-1)
+    resp = _floored_softmax(scores, peak, written_out=scores.device.type == "cpu")
     return torch.nn.functional.threshold(resp, _RESPONSIBILITY_FLOOR, 0.0, inplace=True)
+
+
+def _floored_softmax(scores: Tensor, peak: Tensor, *, written_out: bool) -> Tensor:
+    """Softmax over K of ``max(scores, peak - 35)``, two ways with the same result.
+
+    Written out, in place on one buffer (the CPU's way: 1.4x faster on a 2-core CPU than
+    ``torch.maximum`` followed by ``torch.softmax`` over a short last axis, K = 25), or as
+    ``torch.softmax``, one fused kernel on GPUs.
+    """
+    if written_out:
+        resp = (scores - peak.unsqueeze(-1)).clamp_min_(-_RESPONSIBILITY_LOG_FLOOR).exp_()
+        return resp.div_(resp.sum(dim=-1, keepdim=True))
+    floored = torch.maximum(scores, (peak - _RESPONSIBILITY_LOG_FLOOR).unsqueeze(-1))
+    return torch.softmax(floored, dim=-1)
 
 
 def _forget_sigma_host(module: GMMLayer, incompatible_keys) -> None:
