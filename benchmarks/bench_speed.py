@@ -66,6 +66,12 @@ def train_flop_per_image(model: DeepConvGMM) -> float:
     return float(total)
 
 
+def _against_peak(row: dict, peak: float) -> None:
+    """Set a preset row's fraction of the matmul ``peak`` (GFLOP/s) and the images/s it implies."""
+    row["fraction_of_peak"] = row["achieved_gflops"] / peak
+    row["peak_implied_images_per_s"] = peak * 1e3 / row["train_mflop_per_image"]
+
+
 def training_speed(X, *, layers, k, device, epochs=2, **params) -> tuple[float, DeepConvGMM]:
     """Images/s of the last epoch (annealed by then) of a short fit."""
     model = DeepConvGMM(k, layers=layers, max_iter=epochs, device=device, random_state=0, **params)
@@ -151,9 +157,8 @@ def main() -> None:
             "score_images_per_s": scoring_speed(model, X),
             "train_mflop_per_image": flop / 1e6,
             "achieved_gflops": speed * flop / 1e9,
-            "fraction_of_peak": speed * flop / 1e9 / peak,
-            "peak_implied_images_per_s": peak * 1e9 / flop,
         }
+        _against_peak(row, peak)
         rows.append(row)
         print(
             f"{layers:>5} K={k:<4} train {speed:9,.0f} img/s ({row['train_mflop_per_image']:.2f} "
@@ -232,8 +237,7 @@ def main() -> None:
     if peak_end > peak:
         out["matmul_peak_gflops"] = peak = peak_end
         for row in rows:
-            row["fraction_of_peak"] = row["achieved_gflops"] / peak
-            row["peak_implied_images_per_s"] = peak * 1e9 / (row["train_mflop_per_image"] * 1e6)
+            _against_peak(row, peak)
     print(f"matmul peak at the end: {peak_end:.1f} GFLOP/s; fractions use {peak:.1f}")
     save("speed" if device == "cpu" else f"speed_{device.split(':')[0]}", out)
     _plot(scaling, device)

@@ -474,15 +474,13 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         check_is_fitted(self)
         X, image_shape = self._validate_images(X, reset=False)
         stack = self.module_
-        dtype = torch.float32
+        dtype, budget = torch.float32, _INFERENCE_BYTES
         if self.device_.type == "cpu":
             # float64 on the CPU: results independent of how rows are batched.
             stack, dtype = copy.deepcopy(stack).double(), torch.float64
-        itemsize = torch.finfo(dtype).bits // 8
-        budget = _INFERENCE_BYTES
-        if self.device_.type == "cpu":
             budget = _CPU_INFERENCE_BYTES
             retain_freed_memory()  # also in a process that scores without having trained
+        itemsize = torch.finfo(dtype).bits // 8
         # The largest activation, counted three times (input, log-scores, output of a layer).
         largest = _largest_activation(image_shape, stack)
         chunk = max(1, min(X.shape[0], budget // (3 * itemsize * largest)))

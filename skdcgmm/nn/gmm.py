@@ -231,8 +231,8 @@ class GMMLayer(nn.Module):
         loss = best.mean() + log_normaliser(self.input_shape[2])
         if not with_responsibilities:  # the top layer: nothing above reads them
             return loss, None
-        peak = best.detach() if self.kernel_is_identity else None
-        return loss, training_responsibilities(log_scores.detach(), peak)
+        peak = best if self.kernel_is_identity else None
+        return loss, training_responsibilities(log_scores, peak)  # detached there
 
     def log_likelihood(self, x: Tensor) -> Tensor:
         """Exact log-likelihood ``log sum_k pi_k N(x | mu_k, .)`` per position: ``(N, L)``."""
