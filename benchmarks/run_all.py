@@ -363,6 +363,15 @@ def section_speed(data: dict) -> list[str]:
             ],
         ),
     ]
+    for row in data.get("presets", []):
+        if "fraction_of_issue_peak_implied" in row:
+            lines.append(
+                f"Preset {row['preset']} at the cost the performance issue gives it "
+                f"({fmt(row['issue_mflop_per_image'], 1)} MFLOP per image and step, the reference "
+                f"implementation's accounting): {fmt(row['train_images_per_s'], 0)} images/s = "
+                f"{100 * row['fraction_of_issue_peak_implied']:.0f} % of the "
+                f"{fmt(row['issue_peak_implied_images_per_s'], 0)} images/s the peak implies."
+            )
     versus = data.get("flat_vs_sklearn")
     if versus:
         lines.append(
