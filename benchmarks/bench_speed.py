@@ -5,13 +5,13 @@ Measured in one process, one thing at a time:
 1. the matmul peak (fp32 ``torch.mm`` of 2048x2048 matrices, best of several runs) with the
    process's threads, and on CUDA when present, at the start and again at the end of the run
    (the larger reading is the peak);
-2. every preset's training images/s on MNIST (K = 10; flat also at K = 100), the analytic
-   matmul FLOP per image and training step (``8 L D K`` summed over GMM layers: two
-   ``(L, D) x (D, K)`` matmuls of the log-scores forward, and as many for the parameter
-   gradients) and the fraction of the matmul peak this implies; for the default preset C also
-   against the cost the performance issue's anchors give C (about 10 MFLOP per image and step,
-   the reference implementation's accounting, ``--c-mflop``): its images/s as a fraction of the
-   peak divided by that cost;
+2. every preset's training images/s on MNIST (K = 10; flat also at K = 100; the best of
+   ``--repeats`` fits), the analytic matmul FLOP per image and training step (``8 L D K``
+   summed over GMM layers: two ``(L, D) x (D, K)`` matmuls of the log-scores forward, and as
+   many for the parameter gradients) and the fraction of the matmul peak this implies; and C
+   as the paper's DCGMM-C (top K = 36) against the cost the performance issue's anchors give
+   that model (about 10 MFLOP per image and step, the reference implementation's accounting,
+   ``--c-mflop``): its images/s as a fraction of the peak divided by that cost;
 3. the flat model at K = 100 on full MNIST against ``GaussianMixture(covariance_type="diag")``:
    fit time and test log-likelihood;
 4. scaling of training images/s with batch size, K, image size and N (and a PNG plot);
@@ -80,11 +80,19 @@ def _against_peak(row: dict, peak: float) -> None:
         row["fraction_of_issue_peak_implied"] = row["train_images_per_s"] / implied
 
 
-def training_speed(X, *, layers, k, device, epochs=2, **params) -> tuple[float, DeepConvGMM]:
-    """Images/s of the last epoch (annealed by then) of a short fit."""
-    model = DeepConvGMM(k, layers=layers, max_iter=epochs, device=device, random_state=0, **params)
-    fit_timed(model, X)
-    return float(model.history_["images_per_second"][-1]), model
+def training_speed(
+    X, *, layers, k, device, epochs=2, repeats=1, **params
+) -> tuple[float, DeepConvGMM]:
+    """Images/s of the last epoch (annealed by then) of a short fit, the best of ``repeats``
+    fits (like the matmul peak, a best reading: the machine's capability, not its noise)."""
+    best = -1.0
+    for _ in range(repeats):
+        model = DeepConvGMM(
+            k, layers=layers, max_iter=epochs, device=device, random_state=0, **params
+        )
+        fit_timed(model, X)
+        best = max(best, float(model.history_["images_per_second"][-1]))
+    return best, model
 
 
 def scoring_speed(model: DeepConvGMM, X) -> float:
@@ -145,24 +153,27 @@ def main() -> None:
         "--c-mflop",
         type=float,
         default=10.0,
-        help="cost of preset C per image and training step in the issue's anchors (MFLOP)",
+        help="cost of the paper's C (top K = 36) per image and step in the issue's anchors (MFLOP)",
     )
+    parser.add_argument("--repeats", type=int, default=3, help="fits per preset row (best)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
     X_all, _, X_test, _ = load("mnist")
     n = 1000 if args.quick else args.n
     X = X_all[:n]
     device = args.device
-    out: dict = {"device": device, "n_images": n}
+    out: dict = {"device": device, "n_images": n, "repeats": args.repeats}
 
     peak = matmul_peak(device)
     out["matmul_peak_gflops"] = peak
     print(f"matmul peak ({device}, fp32, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
 
     rows = []
-    runs = [("flat", 100)] + [(p, 10) for p in PRESETS]
-    for layers, k in runs[:3] if args.quick else runs:
-        speed, model = training_speed(X, layers=layers, k=k, device=device)
+    # Every preset at K = 10, flat also at K = 100, and C also as the paper's DCGMM-C (top
+    # K = 36), the configuration whose cost the issue's anchors give.
+    runs = [("flat", 100)] + [(p, 10) for p in PRESETS] + [("C", 36)]
+    for layers, k in [("flat", 100), ("C", 10), ("C", 36)] if args.quick else runs:
+        speed, model = training_speed(X, layers=layers, k=k, device=device, repeats=args.repeats)
         flop = train_flop_per_image(model)
         row = {
             "preset": layers,
@@ -172,7 +183,7 @@ def main() -> None:
             "train_mflop_per_image": flop / 1e6,
             "achieved_gflops": speed * flop / 1e9,
         }
-        if layers == "C":
+        if (layers, k) == ("C", 36):
             row["issue_mflop_per_image"] = args.c_mflop
         _against_peak(row, peak)
         rows.append(row)
@@ -182,7 +193,7 @@ def main() -> None:
             f"of peak)  score {row['score_images_per_s']:9,.0f} img/s",
             flush=True,
         )
-        if layers == "C":
+        if "issue_mflop_per_image" in row:
             print(
                 f"      C at the issue's {args.c_mflop:g} MFLOP/img: "
                 f"{row['fraction_of_issue_peak_implied']:.0%} of the "

@@ -91,6 +91,7 @@ RESULTS = {
     "speed": {
         "device": "cpu",
         "n_images": 10000,
+        "repeats": 3,
         "matmul_peak_gflops": 300.0,
         "presets": [
             {"preset": "C", "k": 10, "train_images_per_s": 5000.0, "score_images_per_s": 3000.0,
@@ -143,8 +144,10 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert "| mnist | `DeepConvGMM(flat)` | 0.660 | 0.025 | 0.0669 | 23,781 | 16.2 |" in report
     assert "| 7,000 | 600 | 700 | 100 | 16 | 3.3 |" in report
     assert "Settings: `deep=C`." in report
+    assert "10,000 MNIST images (cpu), the best of 3 fits;" in report
     assert "| C | 10 | 5,000 | 3,000 | 6.00 | 30.0 | 10 % |" in report
     assert (
+        "Preset C with K = 10 (the paper's DCGMM-C) at the cost the performance issue gives it "
         "(10.0 MFLOP per image and step, the reference implementation's accounting): "
         "5,000 images/s = 17 % of the 30,000 images/s the peak implies." in report
     )
