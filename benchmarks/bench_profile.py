@@ -6,8 +6,9 @@ at K = 100, each in a process of its own, a model is fitted with batches of 100 
 (annealing has ended by then); one more epoch (``partial_fit``) runs plainly (its images/s in
 ``history_`` give the plain step time), and another under ``torch.profiler``. The self CPU time
 of every aten operator is summed into categories (convolutions, matmuls, the max over K, other
-elementwise passes and sums, pooling, other operators); the self time of autograd's nodes is a category of its own, and the optimiser's
-step is shown apart (its operators are in the categories). All are per SGD step. The profiler
+elementwise passes and sums, pooling, other operators); the self time of autograd's nodes is a
+category of its own, and the optimiser's step is shown apart (its operators are in the
+categories). All are per SGD step. The profiler
 slows small operators down, so the profiled step can be longer than the plain one, and
 Python's own time between the operators is in neither.
 

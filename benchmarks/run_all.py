@@ -411,10 +411,9 @@ def section_profile(data: dict) -> list[str]:
         "The profiler slows small operators down; Python's own time is in neither column."
     ]
     for model in data.get("models", []):
-        plain = model.get("ms_per_step")
         lines.append(
             f"*{model.get('layers', MISSING)}* (K = {fmt(model.get('k'))}): "
-            f"{fmt(plain, 2)} ms per step without the profiler, "
+            f"{fmt(model.get('ms_per_step'), 2)} ms per step without the profiler, "
             f"{fmt(model.get('profiled_ms_per_step'), 2)} ms profiled."
         )
         lines.append(

@@ -149,10 +149,10 @@ class NDB:
         kmeans.fit(reference)
         self._kmeans = kmeans
         self.bin_centers_ = kmeans.cluster_centers_
-        self.reference_proportions_ = np.bincount(kmeans.labels_, minlength=self.n_bins) / len(
-            reference
-        )
         self.n_reference_ = len(reference)
+        self.reference_proportions_ = (
+            np.bincount(kmeans.labels_, minlength=self.n_bins) / self.n_reference_
+        )
         return self
 
     def score(self, X_samples) -> NDBResult:
@@ -167,7 +167,7 @@ class NDB:
         -------
         result : NDBResult
         """
-        if not hasattr(self, "_kmeans"):
+        if not hasattr(self, "_kmeans"):  # sklearn's check_is_fitted needs an estimator's tags
             raise NotFittedError("This NDB instance is not fitted yet; call fit first.")
         return self._score(self._check_samples(X_samples, self.bin_centers_))
 
