@@ -356,6 +356,7 @@ def section_speed(data: dict) -> list[str]:
             [
                 ("preset", "preset", 0),
                 ("K", "k", 0),
+                ("compiled", lambda r: "yes" if r.get("compile") else "no", 0),
                 ("train images/s", "train_images_per_s", 0),
                 ("score images/s", "score_images_per_s", 0),
                 ("MFLOP/image", "train_mflop_per_image", 2),
@@ -366,8 +367,9 @@ def section_speed(data: dict) -> list[str]:
     ]
     for row in data.get("presets", []):
         if "fraction_of_issue_peak_implied" in row:
+            how = "compiled" if row.get("compile") else "eager"
             lines.append(
-                f"Preset {row['preset']} with K = {row['k']} (the paper's DCGMM-C) at the cost "
+                f"Preset {row['preset']} with K = {row['k']} (the paper's DCGMM-C, {how}) at the cost "
                 f"the performance issue gives it ({fmt(row['issue_mflop_per_image'], 1)} MFLOP per "
                 f"image and step, the reference implementation's accounting): "
                 f"{fmt(row['train_images_per_s'], 0)} images/s = "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 import warnings
 from numbers import Integral, Real
@@ -127,6 +128,13 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         Index into ``layers_`` of the layer whose output ``transform`` returns (flattened):
         ``-1`` is the top GMM's responsibilities; e.g. ``2`` is the pooled first-layer
         responsibilities of ``"C"``, the paper's linear read-out.
+    compile : bool, default=False
+        Compute the training losses through ``torch.compile`` (inductor), which fuses the
+        passes over the layers' log-scores: on a 2-core CPU, preset ``"C"`` trains about
+        1.35x faster (README, "Speed"). Compiling takes some seconds per fit (graphs are
+        cached on disk between processes), so it pays off for long fits. Where
+        ``torch.compile`` is unavailable (no C++ compiler, unsupported platform), ``fit``
+        warns once and trains eagerly. The fitted model is the same up to float32 rounding.
 
     Attributes
     ----------
@@ -203,6 +211,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "transform_layer": [Integral],
+        "compile": ["boolean"],
     }
 
     def __init__(
@@ -225,6 +234,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         warm_start: bool = False,
         verbose: int = 0,
         transform_layer: int = -1,
+        compile: bool = False,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
@@ -243,6 +253,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         self.warm_start = warm_start
         self.verbose = verbose
         self.transform_layer = transform_layer
+        self.compile = compile
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMM:
@@ -352,6 +363,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             validation_fraction=self.validation_fraction,
             verbose=self.verbose,
             waits=tuple(spec.wait for spec in specs if isinstance(spec, GMM)),
+            compile=self.compile,
         )
         if continuing:
             if self.layers_ != specs or self.module_.top.n_components != self.n_components:
@@ -879,6 +891,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             )
         module_state = state.pop("_module_state", None)
         geometry = state.pop("_module_geometry", None)
+        # Parameters added after the model was saved (e.g. compile) take their defaults.
+        for name, param in inspect.signature(type(self).__init__).parameters.items():
+            if param.default is not param.empty:
+                state.setdefault(name, param.default)
         super().__setstate__(state)
         if module_state is not None:
             try:

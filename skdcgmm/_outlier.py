@@ -131,6 +131,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         warm_start: bool = False,
         verbose: int = 0,
         transform_layer: int = -1,
+        compile: bool = False,
         contamination="auto",
     ) -> None:
         self.n_components = n_components
@@ -150,6 +151,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.warm_start = warm_start
         self.verbose = verbose
         self.transform_layer = transform_layer
+        self.compile = compile
         self.contamination = contamination
 
     # ------------------------------------------------------------------ fitting

@@ -52,6 +52,7 @@ class TrainingConfig:
     validation_fraction: float = 0.1
     verbose: int = 0
     waits: tuple[float, ...] = ()  # per GMM layer: fraction of the planned epochs spent frozen
+    compile: bool = False  # training losses through torch.compile (eager where unavailable)
 
 
 @dataclass
@@ -106,6 +107,51 @@ def new_state(stack: DCGMMStack, config: TrainingConfig) -> TrainingState:
 def _set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = learning_rate * group["factor"]
+
+
+#: Inductor options of the compiled training losses: keep the memory formats the code asks for
+#: (channels-first convolution inside compiled graphs, see ``log_gaussian_diag_patches``).
+_COMPILE_OPTIONS = {"layout_optimization": False}
+
+
+class _CompiledLosses:
+    """``stack.training_losses`` through ``torch.compile``, falling back to eager execution.
+
+    Graphs are specialised on the batch size and on whether each layer's annealing kernel is
+    still active (a bool that turns true once per layer), so a fit of ``m`` GMM layers
+    compiles at most ``m + 1`` of them: only batches of the first size seen are compiled, the
+    smaller last batch of an epoch runs eagerly. Stacks of the same architecture share the
+    graphs. Where compilation fails (no C++ compiler, a platform torch.compile does not
+    support), one warning is given and training goes on eagerly, with the same results.
+    """
+
+    def __init__(self, stack: DCGMMStack) -> None:
+        self.eager = stack.training_losses
+        self.batch_size: int | None = None
+        try:
+            self.compiled = torch.compile(self.eager, dynamic=False, options=_COMPILE_OPTIONS)
+        except Exception as exc:  # e.g. a Python version this torch cannot compile for
+            self._fall_back(exc)
+
+    def _fall_back(self, exc: Exception) -> None:
+        self.compiled = None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        warnings.warn(
+            f"compile=True: torch.compile is unavailable here ({type(exc).__name__}: "
+            f"{reason[:200]}); training runs eagerly.",
+            UserWarning,
+            stacklevel=7,  # _fall_back <- __init__/__call__ <- train <- _fit <- _guarded_fit <- fit
+        )
+
+    def __call__(self, x: Tensor) -> list[Tensor]:
+        if self.batch_size is None:
+            self.batch_size = x.shape[0]
+        if self.compiled is not None and x.shape[0] == self.batch_size:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # the eager call below raises again if x is at fault
+                self._fall_back(exc)
+        return self.eager(x)
 
 
 def _fetch(data, index: Tensor, shape: tuple[int, int], device: torch.device) -> Tensor:
@@ -275,6 +321,7 @@ def train(
     if dist is not None:
         _synchronise(dist, stack, generator, n_total)
 
+    training_losses = _CompiledLosses(stack) if config.compile else stack.training_losses
     result = TrainingResult(history={key: [] for key in _HISTORY_KEYS})
     best_loss, no_improvement = math.inf, 0
     best_score, best_params = -math.inf, None
@@ -301,7 +348,7 @@ def train(
                 for optimizer in optimizers:
                     optimizer.zero_grad(set_to_none=True)
                 if len(rows):
-                    losses = stack.training_losses(batch)
+                    losses = training_losses(batch)
                     objective = sum(loss for loss, on in zip(losses, active) if on)
                     if torch.is_tensor(objective):  # at least one layer is learning
                         (-objective * (len(rows) / n_rows)).backward()

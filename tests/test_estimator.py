@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -162,6 +163,20 @@ def test_float32_and_float64_give_close_results(blobs):
     assert_allclose(a, b, rtol=1e-4)
 
 
+def test_compile_gives_the_same_model(blobs):
+    X, _, _ = blobs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = _fit(X, max_iter=3, compile=True)
+    if any("torch.compile is unavailable" in str(w.message) for w in caught):
+        pytest.skip("torch.compile is unavailable on this machine")
+    eager = _fit(X, max_iter=3)
+    assert compiled.get_params()["compile"] and not eager.compile
+    assert_allclose(compiled.loss_curve_, eager.loss_curve_, rtol=1e-5)
+    assert_allclose(compiled.means_, eager.means_, atol=1e-5)
+    assert np.array_equal(compiled.predict(X), eager.predict(X))
+
+
 def test_custom_layers_spec(blobs):
     X, _, _ = blobs
     # learning_rate * lr_means / min_variance <= 2 keeps the mean updates stable.
@@ -217,6 +232,7 @@ def test_sparse_input_is_rejected():
         ({"layers": ("not a spec", GMM())}, "layer spec"),
         ({"layers": (GMM(n_components=3),)}, "top GMM spec has n_components=3"),
         ({"device": "tpu"}, "device"),
+        ({"compile": "yes"}, "'compile' parameter"),
     ],
 )
 def test_bad_parameters(params, match):

@@ -108,6 +108,20 @@ def test_set_sigma_rebuilds_kernel():
     assert float(layer.sigma) == 0.01
 
 
+def test_kernel_is_identity_follows_sigma_and_a_loaded_state():
+    layer = _layer()
+    assert not layer.kernel_is_identity  # sigma0 = 0.25 * sqrt(18)
+    layer.set_sigma(0.01)  # 2 * 110 * 0.01^2 = 0.022 <= 1
+    assert layer.kernel_is_identity
+    fresh = _layer()
+    fresh.load_state_dict(layer.state_dict())
+    assert not fresh.kernel_is_identity  # unknown until the next set_sigma
+    fresh.set_sigma(0.01)  # the value the buffer already holds
+    assert fresh.kernel_is_identity
+    fresh.set_sigma(0.5)
+    assert not fresh.kernel_is_identity
+
+
 def test_project_clamps_precisions():
     layer = _layer(min_variance=0.05, max_variance=100.0)
     with torch.no_grad():

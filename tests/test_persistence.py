@@ -31,6 +31,7 @@ def test_a_fixture_exists_for_the_current_format():
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_saved_models_of_every_format_load_and_reproduce_their_outputs(path):
     model = _load(path)
+    assert model.get_params()["compile"] is False  # added since: its default
     expected = np.load(path.with_name(f"{path.stem}_expected.npz"))
     X = expected["X"]
     assert_allclose(model.score_samples(X), expected["score_samples"], rtol=1e-9, atol=1e-9)

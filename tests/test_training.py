@@ -2,6 +2,7 @@
 
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -197,3 +198,63 @@ def test_waiting_layer_learns_only_after_its_wait(monkeypatch):
     assert float(stack.top.sigma) < sigma0  # and anneals within its own 10 steps
     with pytest.raises(ValueError, match="waits"):
         train(stack, X, _config(waits=(0.0,)), g)
+
+
+def _conv_setup(seed=0):
+    from skdcgmm.nn import Folding, Pooling
+
+    g = torch.Generator().manual_seed(seed)
+    fold = Folding((8, 8, 1), (3, 3), (1, 1))
+    lower = GMMLayer(fold.output_shape, 4, generator=g)
+    pool = Pooling(lower.output_shape, (2, 2), (2, 2))
+    top_fold = Folding(pool.output_shape, pool.output_shape[:2], pool.output_shape[:2])
+    top = GMMLayer(top_fold.output_shape, 3, generator=g)
+    stack = DCGMMStack([fold, lower, pool, top_fold, top])
+    X = torch.rand(90, 64, 1, generator=g) * (torch.rand(90, 64, 1, generator=g) > 0.5)
+    return stack, X
+
+
+def test_compiled_training_matches_eager_with_one_graph_per_annealing_state():
+    from torch._dynamo.utils import counters
+
+    results, stacks = [], []
+    for compiled in (False, True):
+        stack, X = _conv_setup()
+        torch._dynamo.reset()  # count this fit's graphs, none reused from earlier tests
+        counters.clear()
+        config = _config(max_iter=4, batch_size=20, compile=compiled, waits=(0.0, 0.25))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results.append(train(stack, X, config, torch.Generator().manual_seed(1)))
+        if any("torch.compile is unavailable" in str(w.message) for w in caught):
+            pytest.skip("torch.compile is unavailable on this machine")
+        stacks.append(stack)
+    # Batches of 20 and a last one of 10 (run eagerly); each GMM layer's kernel turns into the
+    # identity once, at its own time: three annealing states, so three graphs.
+    assert counters["stats"]["unique_graphs"] == 3
+    eager, compiled = results
+    np.testing.assert_allclose(compiled.loss_curve, eager.loss_curve, rtol=1e-5)
+    for a, b in zip(stacks[0].parameters(), stacks[1].parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["torch.compile", "first call"])
+def test_compile_falls_back_to_eager_with_one_warning(monkeypatch, where):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    if where == "torch.compile":
+        monkeypatch.setattr(torch, "compile", broken)
+    else:
+        monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: broken)
+    curves = []
+    for compiled in (False, True):
+        stack, X = _conv_setup()
+        config = _config(max_iter=2, batch_size=20, compile=compiled)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            curves.append(train(stack, X, config, torch.Generator().manual_seed(1)).loss_curve)
+        messages = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
+        assert len(messages) == compiled
+    assert "RuntimeError: no C++ compiler found" in messages[0]
+    assert curves[0] == curves[1]  # eager from the first step on: the same fit exactly

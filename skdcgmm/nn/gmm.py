@@ -97,8 +97,11 @@ class GMMLayer(nn.Module):
         self.register_buffer("sq_distances", toroidal_sq_distances(k).float())  # (K, K)
         self.register_buffer("sigma", torch.tensor(self.sigma0))
         self.register_buffer("kernel", smoothing_kernel(self.sq_distances, self.sigma0))  # (K, K)
-        # Host-side mirror of the sigma buffer, so that set_sigma never reads the device.
+        # Host-side mirror of the sigma buffer, so that set_sigma never reads the device, and
+        # whether G(sigma) is the identity: a bool, which torch.compile guards on as such (a
+        # float read inside a compiled region would recompile it at every new sigma).
         self._sigma_host: float | None = self.sigma0
+        self._kernel_identity = _is_identity(self.sigma0)
         self.register_load_state_dict_post_hook(_forget_sigma_host)
 
     # ------------------------------------------------------------------ geometry
@@ -128,12 +131,16 @@ class GMMLayer(nn.Module):
             self.sigma.fill_(sigma)
             self.kernel.copy_(smoothing_kernel(self.sq_distances, sigma))
             self._sigma_host = sigma
+        self._kernel_identity = _is_identity(self._sigma_host)
 
     @property
     def kernel_is_identity(self) -> bool:
         """Whether ``G(sigma)`` is the identity: neighbours at grid distance 1 get weight
-        ``exp(-1 / (2 sigma^2)) <= exp(-110)``, below the smallest float32 (0 exactly)."""
-        return self._sigma_host is not None and 2.0 * 110.0 * self._sigma_host**2 <= 1.0
+        ``exp(-1 / (2 sigma^2)) <= exp(-110)``, below the smallest float32 (0 exactly).
+
+        ``False`` from loading a state dict until the next :meth:`set_sigma` (the smoothing
+        matmul with the loaded kernel is then computed, which is exact either way)."""
+        return self._kernel_identity
 
     def param_groups(self, learning_rate: float) -> list[dict]:
         """Optimiser parameter groups with the per-parameter learning-rate factors.
@@ -363,5 +370,11 @@ def _floored_softmax(scores: Tensor, peak: Tensor, *, written_out: bool) -> Tens
     return torch.softmax(floored, dim=-1)
 
 
+def _is_identity(sigma: float) -> bool:
+    """Whether ``G(sigma)`` is the identity (see :attr:`GMMLayer.kernel_is_identity`)."""
+    return 2.0 * 110.0 * sigma**2 <= 1.0
+
+
 def _forget_sigma_host(module: GMMLayer, incompatible_keys) -> None:
     module._sigma_host = None  # the loaded sigma buffer may differ from the mirror
+    module._kernel_identity = False
