@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 
@@ -112,6 +113,8 @@ def _set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -
 #: Inductor options of the compiled training losses: keep the memory formats the code asks for
 #: (channels-first convolution inside compiled graphs, see ``log_gaussian_diag_patches``).
 _COMPILE_OPTIONS = {"layout_optimization": False}
+#: Copies of ``DCGMMStack.training_losses`` by (stack repr, batch shape, dtype, device).
+_LOSSES_CODE: dict[tuple, types.FunctionType] = {}
 
 
 class _CompiledLosses:
@@ -126,12 +129,26 @@ class _CompiledLosses:
     """
 
     def __init__(self, stack: DCGMMStack) -> None:
+        self.stack = stack
         self.eager = stack.training_losses
         self.batch_size: int | None = None
-        try:
-            self.compiled = torch.compile(self.eager, dynamic=False, options=_COMPILE_OPTIONS)
-        except Exception as exc:  # e.g. a Python version this torch cannot compile for
-            self._fall_back(exc)
+        self.compiled = None
+
+    def _losses_method(self, x: Tensor) -> types.MethodType:
+        """``training_losses`` of the stack, bound to the code copy of its kind of input.
+
+        torch.compile keeps its graphs per code object, at most torch._dynamo's
+        ``recompile_limit`` (8) of them: every architecture and batch shape gets a copy of
+        the code of its own, whose graphs later fits of the same kind reuse.
+        """
+        key = (repr(self.stack), tuple(x.shape), x.dtype, str(x.device))
+        function = _LOSSES_CODE.get(key)
+        if function is None:
+            base = DCGMMStack.training_losses
+            code = base.__code__.replace()  # a new code object: a cache of its own
+            function = types.FunctionType(code, base.__globals__, base.__name__, base.__defaults__)
+            _LOSSES_CODE[key] = function
+        return types.MethodType(function, self.stack)
 
     def _fall_back(self, exc: Exception) -> None:
         self.compiled = None
@@ -140,12 +157,18 @@ class _CompiledLosses:
             f"compile=True: torch.compile is unavailable here ({type(exc).__name__}: "
             f"{reason[:200]}); training runs eagerly.",
             UserWarning,
-            stacklevel=7,  # _fall_back <- __init__/__call__ <- train <- _fit <- _guarded_fit <- fit
+            stacklevel=7,  # _fall_back <- __call__ <- train <- _fit <- _guarded_fit <- fit
         )
 
     def __call__(self, x: Tensor) -> list[Tensor]:
         if self.batch_size is None:
             self.batch_size = x.shape[0]
+            try:
+                self.compiled = torch.compile(
+                    self._losses_method(x), dynamic=False, options=_COMPILE_OPTIONS
+                )
+            except Exception as exc:  # e.g. a Python version this torch cannot compile for
+                self._fall_back(exc)
         if self.compiled is not None and x.shape[0] == self.batch_size:
             try:
                 return self.compiled(x)

@@ -258,3 +258,23 @@ def test_compile_falls_back_to_eager_with_one_warning(monkeypatch, where):
         assert len(messages) == compiled
     assert "RuntimeError: no C++ compiler found" in messages[0]
     assert curves[0] == curves[1]  # eager from the first step on: the same fit exactly
+
+
+def test_compiled_graphs_are_kept_per_architecture_and_reused():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    # A limit of 2 graphs per code object: one flat fit needs both (kernel smoothing on, then
+    # off), so three architectures fit only with a code copy (and graph cache) each.
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for _ in range(2):  # the second round reuses every graph
+            for d in (2, 3, 5):
+                stack, X, g = _setup(d=d)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    train(stack, X, _config(max_iter=2, compile=True), g)
+                if "unique_graphs" not in counters["stats"]:
+                    pytest.skip("torch.compile is unavailable on this machine")
+    assert counters["stats"]["unique_graphs"] == 6
+    assert not counters["unimplemented"] and not counters["graph_break"]

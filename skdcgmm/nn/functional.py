@@ -113,10 +113,16 @@ def log_gaussian_diag_patches(
     filters = torch.cat(
         [(-0.5 * prec_sq).view(k, ph, pw, c), (means[0] * prec_sq).view(k, ph, pw, c)], dim=-1
     ).permute(0, 3, 1, 2)
-    if torch.compiler.is_compiling():
+    if _compiling():
         img, filters = img.contiguous(), filters.contiguous()
     quad = torch.nn.functional.conv2d(img, filters, const, stride=stride)
     return quad.flatten(2).transpose(1, 2)  # (N, L, K)
+
+
+def _compiling() -> bool:
+    """Whether torch.compile is tracing the call (always ``False`` before torch 2.3)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling is not None and is_compiling())
 
 
 def grid_shape(n_components: int) -> tuple[int, int]:
