@@ -131,8 +131,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
     compile : bool, default=False
         Compute the training losses through ``torch.compile`` (inductor), which fuses the
         passes over the layers' log-scores: on a 2-core CPU, preset ``"C"`` trains about
-        1.35x faster (README, "Speed"). Compiling takes some seconds per fit (graphs are
-        cached on disk between processes), so it pays off for long fits. Where
+        1.2x faster (README, "Speed"). Compiling takes some seconds per architecture (graphs
+        are reused by later fits and cached on disk between processes), so it pays off for
+        long fits. Where
         ``torch.compile`` is unavailable (no C++ compiler, unsupported platform), ``fit``
         warns once and trains eagerly. The fitted model is the same up to float32 rounding.
 
