@@ -1,13 +1,14 @@
 """Where the training time goes: a torch-profiler breakdown of one annealed epoch.
 
-For the default architecture (``"C"``, the ``layers="auto"`` choice for 28x28) and the flat model
-at K = 100, each in a process of its own, a model is fitted with batches of 100 (the
+For the default architecture (``"C"``, the ``layers="auto"`` choice for 28x28), eager and with
+``compile=True``, and the flat model at K = 100, each in a process of its own, a model is fitted with batches of 100 (the
 ``batch_size="auto"`` value from 10,000 images up) for 2 epochs on ``--n`` MNIST images
 (annealing has ended by then); one more epoch (``partial_fit``) runs plainly (its images/s in
 ``history_`` give the plain step time), and another under ``torch.profiler``. The self CPU time
 of every aten operator is summed into categories (convolutions, matmuls, the max over K, other
-elementwise passes and sums, pooling, other operators); the self time of autograd's nodes is a
-category of its own, and the optimiser's step is shown apart (its operators are in the
+elementwise passes and sums, pooling, other operators); the kernels that torch.compile generates
+(one fused kernel for the passes of a graph) are a category of their own, as is the self time of
+autograd's nodes, and the optimiser's step is shown apart (its operators are in the
 categories). All are per SGD step. The profiler
 slows small operators down, so the profiled step can be longer than the plain one, and
 Python's own time between the operators is in neither.
@@ -61,6 +62,8 @@ CATEGORIES = {
 }
 _OF = {op: category for category, ops in CATEGORIES.items() for op in ops}
 OPTIMISER = "Optimizer.step#SGD.step"
+#: Profiler ranges of compiled graphs: their self time is the generated kernels'.
+FUSED, FUSED_PREFIX = "fused kernels (torch.compile)", "## Call CompiledFxGraph"
 
 
 def breakdown(events, n_steps: int) -> tuple[list[dict], float]:
@@ -73,10 +76,13 @@ def breakdown(events, n_steps: int) -> tuple[list[dict], float]:
     """
     totals: dict[str, float] = {category: 0.0 for category in CATEGORIES}
     totals["other operators"] = 0.0
+    totals[FUSED] = 0.0
     totals["autograd nodes and other ranges"] = 0.0
     for event in events:
         if event.key.startswith("aten::"):
             category = _OF.get(event.key, "other operators")
+        elif event.key.startswith(FUSED_PREFIX):
+            category = FUSED
         else:
             category = "autograd nodes and other ranges"
         totals[category] += event.self_cpu_time_total
@@ -89,9 +95,11 @@ def breakdown(events, n_steps: int) -> tuple[list[dict], float]:
     return rows, profiled / 1e3 / n_steps
 
 
-def profile_model(X, layers: str, k: int, batch_size: int = 100) -> dict:
+def profile_model(X, layers: str, k: int, compiled: bool, batch_size: int = 100) -> dict:
     """Plain and profiled time per step of an annealed epoch of ``layers`` on ``X``."""
-    model = DeepConvGMM(k, layers=layers, max_iter=2, batch_size=batch_size, random_state=0)
+    model = DeepConvGMM(
+        k, layers=layers, max_iter=2, batch_size=batch_size, random_state=0, compile=compiled
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X)
@@ -108,6 +116,7 @@ def profile_model(X, layers: str, k: int, batch_size: int = 100) -> dict:
     return {
         "layers": layers,
         "k": k,
+        "compile": compiled,
         "batch_size": batch_size,
         "steps": n_steps,
         "ms_per_step": plain,
@@ -127,7 +136,8 @@ def profile_model(X, layers: str, k: int, batch_size: int = 100) -> dict:
 def report(result: dict) -> None:
     images_per_s = result["batch_size"] / result["ms_per_step"] * 1e3
     print(
-        f"\n{result['layers']} (K = {result['k']}): {result['ms_per_step']:.2f} ms per step of "
+        f"\n{result['layers']} (K = {result['k']}{', compiled' if result['compile'] else ''}): "
+        f"{result['ms_per_step']:.2f} ms per step of "
         f"{result['batch_size']} images ({images_per_s:,.0f} images/s); profiled "
         f"{result['profiled_ms_per_step']:.2f} ms",
         flush=True,
@@ -142,16 +152,16 @@ def report(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000, help="training images")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one model in a process of its own: profiles do not disturb each other
-        layers, k = args.child
+        layers, k, compiled = args.child
         X = load("mnist")[0][: args.n]
-        print(json.dumps(profile_model(X, layers, int(k))))
+        print(json.dumps(profile_model(X, layers, int(k), compiled == "compiled")))
         return
     models = []
-    for layers, k in [("C", 10), ("flat", 100)]:
-        models.append(run_child(__file__, "--child", layers, k, "--n", args.n))
+    for layers, k, how in [("C", 10, "eager"), ("C", 10, "compiled"), ("flat", 100, "eager")]:
+        models.append(run_child(__file__, "--child", layers, k, how, "--n", args.n))
         report(models[-1])
     save("profile", {"n_images": args.n, "threads": torch.get_num_threads(), "models": models})
 

@@ -414,7 +414,8 @@ def section_profile(data: dict) -> list[str]:
     ]
     for model in data.get("models", []):
         lines.append(
-            f"*{model.get('layers', MISSING)}* (K = {fmt(model.get('k'))}): "
+            f"*{model.get('layers', MISSING)}* (K = {fmt(model.get('k'))}"
+            f"{', compiled' if model.get('compile') else ''}): "
             f"{fmt(model.get('ms_per_step'), 2)} ms per step without the profiler, "
             f"{fmt(model.get('profiled_ms_per_step'), 2)} ms profiled."
         )

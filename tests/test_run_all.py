@@ -114,6 +114,8 @@ RESULTS = {
                   "share_of_profiled_step": 0.4},
                  {"category": "matmuls", "ms_per_step": 0.45, "share_of_profiled_step": 0.05},
              ]},
+            {"layers": "C", "k": 10, "compile": True, "ms_per_step": 7.1,
+             "profiled_ms_per_step": 7.5, "categories": []},
         ],
     },
 }  # fmt: skip
@@ -153,6 +155,7 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     )
     assert "vs flat DeepConvGMM 8.0 s (6 epochs, 217.00): 5.0x faster." in report
     assert "*C* (K = 10): 8.50 ms per step without the profiler, 9.00 ms profiled." in report
+    assert "*C* (K = 10, compiled): 7.10 ms per step without the profiler" in report
     assert "| convolution (log-scores of patches) | 3.60 | 40 % |" in report
     # Hardware as recorded, nothing filled in from this machine.
     assert "## Hardware" in report
