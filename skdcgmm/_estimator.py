@@ -133,9 +133,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         passes over the layers' log-scores: on a 2-core CPU, preset ``"C"`` trains about
         1.2x faster (README, "Speed"). Compiling takes some seconds per architecture (graphs
         are reused by later fits and cached on disk between processes), so it pays off for
-        long fits. Where
-        ``torch.compile`` is unavailable (no C++ compiler, unsupported platform), ``fit``
-        warns once and trains eagerly. The fitted model is the same up to float32 rounding.
+        long fits. Where ``torch.compile`` is unavailable (no C++ compiler, unsupported
+        platform), ``fit`` warns once and trains eagerly. The computation is the same in
+        another order: float32 rounding differs, which long fits can amplify into slightly
+        different models, as a different number of threads can.
 
     Attributes
     ----------
