@@ -109,7 +109,7 @@ def log_gaussian_diag_patches(
     # images) is convolved channels-first instead: the fused kernels that follow (max, softmax
     # over K) then vectorise along positions rather than along a short K, about twice as fast on
     # CPUs. With more channels, channels-last stays faster (measured on a 2-core CPU: preset E's
-    # second layer, 25 channels, and preset C on RGB images train 1.6x and 1.4x slower
+    # second layer, 25 channels, and preset C on RGB images train 1.2-1.7x and 1.4x slower
     # channels-first).
     n = x.shape[0]
     img = torch.cat([x * x, x], dim=-1).view(n, h, w, 2 * c).permute(0, 3, 1, 2)
