@@ -1,17 +1,17 @@
 """Where the training time goes: a torch-profiler breakdown of one annealed epoch.
 
 For the default architecture (``"C"``, the ``layers="auto"`` choice for 28x28), eager and with
-``compile=True``, and the flat model at K = 100, each in a process of its own, a model is fitted with batches of 100 (the
-``batch_size="auto"`` value from 10,000 images up) for 2 epochs on ``--n`` MNIST images
-(annealing has ended by then); one more epoch (``partial_fit``) runs plainly (its images/s in
-``history_`` give the plain step time), and another under ``torch.profiler``. The self CPU time
-of every aten operator is summed into categories (convolutions, matmuls, the max over K, other
-elementwise passes and sums, pooling, other operators); the kernels that torch.compile generates
-(one fused kernel for the passes of a graph) are a category of their own, as is the self time of
-autograd's nodes, and the optimiser's step is shown apart (its operators are in the
-categories). All are per SGD step. The profiler
-slows small operators down, so the profiled step can be longer than the plain one, and
-Python's own time between the operators is in neither.
+``compile=True``, and the flat model at K = 100, each in a process of its own, a model is
+fitted with batches of 100 (the ``batch_size="auto"`` value from 10,000 images up) for 2 epochs
+on ``--n`` MNIST images (annealing has ended by then); one more epoch (``partial_fit``) runs
+plainly (its images/s in ``history_`` give the plain step time), and another under
+``torch.profiler``. The self CPU time of every aten operator is summed into categories
+(convolutions, matmuls, the max over K, other elementwise passes and sums, pooling, other
+operators); the kernels that torch.compile generates (one fused kernel for the passes of a
+graph) are a category of their own, as is the self time of autograd's nodes, and the
+optimiser's step is shown apart (its operators are in the categories). All are per SGD step.
+The profiler slows small operators down, so the profiled step can be longer than the plain
+one, and Python's own time between the operators is in neither.
 
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_profile.py``
 """

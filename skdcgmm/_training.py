@@ -152,7 +152,7 @@ class _CompiledLosses:
 
     def _fall_back(self, exc: Exception) -> None:
         self.compiled = None
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         warnings.warn(
             f"compile=True: torch.compile is unavailable here ({type(exc).__name__}: "
             f"{reason[:200]}); training runs eagerly.",
