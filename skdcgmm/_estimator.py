@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -27,7 +28,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._training import TrainingConfig, new_state, train
-from ._utils import resolve_device, retain_freed_memory, to_tensor
+from ._utils import caller_stacklevel, resolve_device, retain_freed_memory, to_tensor
 from .layers import GMM, build_stack, resolve_layers
 from .nn import GMMLayer, SamplingOptions
 from .nn.sampling import generate, sharpen, sharpening_target_index, variants
@@ -69,8 +70,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         ``(Fold(8, stride=1), GMM(25), Pool(2), Fold(), GMM())``. Presets: ``"flat"`` (one
         diagonal GMM over the whole input, ``"A"`` in the paper) and the paper's ``"B"`` to
         ``"G"`` (method §13, adapted to the image size). ``"auto"`` is ``"C"`` for images of at
-        least 16x16, a small convolutional stack from 8x8 and ``"flat"`` below (and for
-        tabular data). The top GMM takes ``n_components`` and must see the whole map.
+        least 16x16, a small convolutional stack from 8x8 and ``"flat"`` below. Rows are read
+        as images by the rule of ``image_shape``, so tabular data whose ``n_features`` is a
+        perfect square of at least 64 gets a convolutional stack too: pass ``"flat"`` for it.
+        The top GMM takes ``n_components`` and must see the whole map.
     image_shape : tuple of int or None, default=None
         ``(H, W)`` or ``(H, W, C)`` of the images when ``X`` holds them as rows of
         ``H * W * C`` features (channels last). ``None``: taken from ``X`` when it is given as
@@ -153,7 +156,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
     n_iter_ : int
-        Epochs run by the last fit (``partial_fit``: calls made so far).
+        Epochs run by the last ``fit``; ``partial_fit`` adds one per call.
     loss_curve_ : list of float
         Per-epoch training loss: the negated annealed log-likelihood summed over GMM layers
         (lower is better); appended to by warm starts and ``partial_fit``.
@@ -350,7 +353,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                     f"batch_size={batch_size} is larger than the {n_train} training samples; "
                     f"using batch_size={n_train}.",
                     UserWarning,
-                    stacklevel=4,  # the caller of fit
+                    stacklevel=caller_stacklevel(),
                 )
             batch_size = n_train
         config = TrainingConfig(
@@ -373,8 +376,10 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                     f"{'partial_fit' if partial else 'warm_start=True'} needs the same layers "
                     "and n_components as the previous fit."
                 )
-            generator = self._next_generator("fit", torch.device("cpu"))
-            stack = copy.deepcopy(self.module_).to(device)  # the old model stays intact on error
+            # The old model (and its random streams) stays intact on error: copies are trained.
+            seeds, n_calls = self._seeds, dict(self._n_calls)
+            generator = _draw_generator(seeds, n_calls, "fit", torch.device("cpu"))
+            stack = copy.deepcopy(self.module_).to(device)
             state = copy.deepcopy(self._training_state) if partial else None
         else:
             rng = check_random_state(self.random_state)
@@ -382,8 +387,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
             state = None
             # Seeds of the generators of later calls: new draws per call, reproducible per fit.
-            self._seeds = {kind: int(rng.randint(_MAX_SEED)) for kind in ("fit", "sample")}
-            self._n_calls = {"fit": 0, "sample": 0}
+            seeds = {kind: int(rng.randint(_MAX_SEED)) for kind in ("fit", "sample")}
+            n_calls = {"fit": 0, "sample": 0}
         _check_transform_layer(self.transform_layer, len(stack.layers))
         shape = _positions(image_shape)
         if streamed:
@@ -395,6 +400,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
         self.module_ = stack
         self._training_state = state
+        self._seeds, self._n_calls = seeds, n_calls
         self.layers_ = specs
         self.image_shape_ = image_shape
         self.device_ = device
@@ -438,13 +444,17 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         return self.fit(X).predict(X)
 
     # ------------------------------------------------------------------ input
-    def _validate_images(self, X, *, reset: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
+    def _validate_images(
+        self, X, *, reset: bool, allow_nan: bool = False
+    ) -> tuple[np.ndarray, tuple[int, int, int]]:
         """Validate ``X`` as rows; return them with the image shape ``(H, W, C)``.
 
         A ``np.memmap`` keeps its dtype and is not copied: callers convert it chunk by chunk.
         """
         nd_shape = None
         dtype = "numeric" if isinstance(X, np.memmap) else [np.float64, np.float32]
+        if not hasattr(X, "ndim") and not sparse.issparse(X):
+            X = np.asarray(X)  # nested lists of images
         ndim = getattr(X, "ndim", 2)
         if ndim > 4:
             raise ValueError(
@@ -454,7 +464,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         if ndim in (3, 4) and hasattr(X, "reshape"):
             nd_shape = tuple(int(v) for v in X.shape[1:])
             X = X.reshape(X.shape[0], math.prod(nd_shape))  # not -1: X may hold 0 images
-        X = validate_data(self, X, dtype=dtype, reset=reset)
+        finite = "allow-nan" if allow_nan else True
+        X = validate_data(self, X, dtype=dtype, reset=reset, ensure_all_finite=finite)
         n_features = X.shape[1]
         if not reset:
             image_shape = self.image_shape_
@@ -707,7 +718,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         X, _ = self._validate_images(X, reset=False)
         return self._variants(X, root, opts, bounds).reshape(shape)
 
-    def inpaint(self, X, mask, *, layer: int = -1, n_iter: int = 3, **options):
+    def inpaint(self, X, mask=None, *, layer: int = -1, n_iter: int = 3, **options):
         """Fill the masked pixels of images with content that fits the rest (method §8).
 
         The masked pixels are set to 0 and variants of the images are generated from GMM layer
@@ -719,9 +730,11 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
-            Images.
-        mask : array-like of bool, of the shape of ``X`` or of one image
-            True where a pixel is missing and must be filled.
+            Images. Masked pixels may hold anything, NaN included; the others must be finite.
+        mask : array-like of bool or None, default=None
+            True where a pixel is missing and must be filled: of the shape of ``X``, or of
+            one image (``(n_features,)``, ``(H, W, C)``, or ``(H, W)`` for all channels of a
+            pixel), which applies to every image. ``None`` masks the NaN entries of ``X``.
         layer : int, default=-1
             Index into ``layers_`` of the GMM layer variants start from.
         n_iter : int, default=3
@@ -735,20 +748,13 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         """
         opts, bounds = self._sampling_setup(options, "inpaint")
         root = self._gmm_layer_index(layer)
-        shape = np.shape(X)
         if not isinstance(n_iter, Integral) or isinstance(n_iter, bool) or n_iter < 1:
             raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}.")
-        mask = np.asarray(mask)
-        if mask.dtype != bool:
-            raise TypeError(f"mask must be a boolean array, got dtype {mask.dtype}.")
-        try:
-            mask = np.broadcast_to(mask, shape)
-        except ValueError:
-            raise ValueError(
-                f"mask of shape {mask.shape} matches neither X {shape} nor one of its images."
-            ) from None
-        X, _ = self._validate_images(X, reset=False)
-        missing = mask.reshape(X.shape)
+        shape = np.shape(X)
+        X, _ = self._validate_images(X, reset=False, allow_nan=True)
+        missing = np.isnan(X) if mask is None else self._pixel_mask(mask, shape, X.shape)
+        if np.isnan(X[~missing]).any():
+            raise ValueError("Input X contains NaN outside the mask: only masked pixels may be NaN.")
         known = np.where(missing, 0.0, X)
         filled = known
         for _ in range(n_iter):
@@ -756,6 +762,27 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         if opts.sharpening_steps > 0:
             filled = self._sharpen_pixels(filled, missing, opts, bounds)
         return np.where(missing, filled, X).reshape(shape)
+
+    def _pixel_mask(self, mask, shape: tuple, rows_shape: tuple) -> np.ndarray:
+        """``inpaint``'s ``mask`` as a boolean array of the shape of the rows of ``X``.
+
+        ``shape`` is ``X``'s own shape; a mask of one image applies to every image.
+        """
+        mask = np.asarray(mask)
+        if mask.dtype != bool:
+            raise TypeError(f"mask must be a boolean array, got dtype {mask.dtype}.")
+        h, w, c = self.image_shape_
+        if mask.shape == (h, w) and c > 1:  # one pixel: all its channels
+            mask = np.repeat(mask[..., None], c, axis=-1)
+        if mask.shape in ((h * w * c,), (h, w, c), (h, w)):
+            return np.broadcast_to(mask.reshape(1, -1), rows_shape)
+        try:
+            return np.broadcast_to(mask, shape).reshape(rows_shape)
+        except ValueError:
+            raise ValueError(
+                f"mask of shape {mask.shape} matches neither X {shape} nor one of its images "
+                f"{(h, w, c)}."
+            ) from None
 
     # ------------------------------------------------------------------ sampling helpers
     def _sampling_setup(self, options: dict, caller: str):
@@ -769,9 +796,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
         New draws per call, reproducible per ``random_state`` and fit.
         """
-        seed = (self._seeds[kind] + 7919 * self._n_calls[kind]) % _MAX_SEED
-        self._n_calls[kind] += 1
-        return torch.Generator(device=self.device_ if device is None else device).manual_seed(seed)
+        device = self.device_ if device is None else device
+        return _draw_generator(self._seeds, self._n_calls, kind, device)
 
     def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The training data's per-feature range in the engine's layout ``(L0, D0)``."""
@@ -906,7 +932,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                     f"The model was saved on {self.device_!r}, which is not available here; "
                     "it is loaded on the CPU.",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
                 device = torch.device("cpu")
             stack = build_stack(self.layers_, self.image_shape_, geometry, torch.Generator())
@@ -921,6 +947,13 @@ def _unset_precision_rates(specs: tuple) -> tuple:
         dataclasses.replace(spec, lr_precisions=None) if isinstance(spec, GMM) else spec
         for spec in specs
     )
+
+
+def _draw_generator(seeds: dict, n_calls: dict, kind: str, device) -> torch.Generator:
+    """The generator of the next ``kind`` call; counts the call in ``n_calls``."""
+    seed = (seeds[kind] + 7919 * n_calls[kind]) % _MAX_SEED
+    n_calls[kind] += 1
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _version() -> str:

@@ -26,7 +26,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
-from ._utils import retain_freed_memory
+from ._utils import caller_stacklevel, retain_freed_memory
 from .nn import DCGMMStack, PlateauSchedule, TimeSchedule
 
 __all__ = ["TrainingConfig", "TrainingResult", "TrainingState", "new_state", "train"]
@@ -157,7 +157,7 @@ class _CompiledLosses:
             f"compile=True: torch.compile is unavailable here ({type(exc).__name__}: "
             f"{reason[:200]}); training runs eagerly.",
             UserWarning,
-            stacklevel=7,  # _fall_back <- __call__ <- train <- _fit <- _guarded_fit <- fit
+            stacklevel=caller_stacklevel(),
         )
 
     def __call__(self, x: Tensor) -> list[Tensor]:
@@ -450,7 +450,7 @@ def train(
             f"Training interrupted by the user after {result.n_iter} complete epoch(s); the "
             "model keeps the parameters reached so far.",
             UserWarning,
-            stacklevel=5,  # train <- _fit <- _guarded_fit <- fit (or partial_fit) <- caller
+            stacklevel=caller_stacklevel(),
         )
     finally:
         progress.close()
@@ -474,7 +474,7 @@ def train(
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "
             "has not converged yet.",
             ConvergenceWarning,
-            stacklevel=5,  # train <- _fit <- _guarded_fit <- fit (or partial_fit) <- caller
+            stacklevel=caller_stacklevel(),
         )
     return result
 

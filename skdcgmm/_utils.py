@@ -10,8 +10,10 @@ import sys
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "retain_freed_memory", "to_tensor"]
+__all__ = ["caller_stacklevel", "resolve_device", "retain_freed_memory", "to_tensor"]
 
+#: Folder of this package: frames from its files are skipped by :func:`caller_stacklevel`.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 #: glibc ``mallopt`` parameters and the values :func:`retain_freed_memory` sets.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its dynamic threshold
@@ -74,3 +76,13 @@ def retain_freed_memory() -> bool:
     return bool(
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
     )
+
+
+def caller_stacklevel() -> int:
+    """``stacklevel`` for a warning raised by the calling function: the first frame outside
+    this package, whatever the call path (``fit``, ``partial_fit``, the outlier detector).
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import torch
 
@@ -20,15 +21,25 @@ from .nn.pooling import pooling_output_shape
 __all__ = ["GMM", "PRESETS", "Fold", "Pool", "build_stack", "resolve_layers"]
 
 
+def _is_int(value) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A finite real number (Python or numpy), not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _pair(value, name: str) -> tuple[int, int] | None:
     """``int`` or ``(int, int)`` (or None) -> ``(int, int)`` (or None), validated."""
     if value is None:
         return None
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    pair = (value, value) if _is_int(value) else value
     if (
         not isinstance(pair, tuple | list)
         or len(pair) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
+        or not all(_is_int(v) and v >= 1 for v in pair)
     ):
         raise ValueError(f"{name} must be an int >= 1 or a pair of them, got {value!r}.")
     return (int(pair[0]), int(pair[1]))
@@ -153,11 +164,11 @@ class GMM:
         k = self.n_components
         if k is None and not top:
             raise ValueError("Only the top GMM may leave n_components=None.")
-        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        if k is not None and not (_is_int(k) and k >= 1):
             raise ValueError(f"GMM n_components must be an int >= 1, got {k!r}.")
         for name in ("min_variance", "mu_init"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (_is_number(value) and value >= 0):
                 raise ValueError(f"GMM {name} must be a finite number >= 0, got {value!r}.")
         if not self.min_variance > 0:
             raise ValueError(f"GMM min_variance must be > 0, got {self.min_variance!r}.")
@@ -165,15 +176,13 @@ class GMM:
             value = getattr(self, name)
             if name == "lr_precisions" and value is None:
                 continue  # chosen by the layer's position at build time
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (_is_number(value) and value >= 0):
                 what = "a finite number >= 0"
                 what = f"None or {what}" if name == "lr_precisions" else what
                 raise ValueError(f"GMM {name} must be {what}, got {value!r}.")
-        if self.sigma0 is not None and not (
-            isinstance(self.sigma0, (int, float)) and math.isfinite(self.sigma0) and self.sigma0 > 0
-        ):
+        if self.sigma0 is not None and not (_is_number(self.sigma0) and self.sigma0 > 0):
             raise ValueError(f"GMM sigma0 must be None or a number > 0, got {self.sigma0!r}.")
-        if not (isinstance(self.wait, int | float) and 0 <= self.wait < 1):
+        if not (_is_number(self.wait) and 0 <= self.wait < 1):
             raise ValueError(f"GMM wait must be a number in [0, 1), got {self.wait!r}.")
 
     def adapt(self, input_shape: tuple[int, int, int]) -> GMM:

@@ -189,6 +189,8 @@ class NDB:
     def _check(self, X_reference, X_samples=None) -> tuple[np.ndarray, np.ndarray | None]:
         """The reference and (if given) the samples as checked rows; the parameters checked."""
         reference = check_array(_as_rows(X_reference, "X_reference"), input_name="X_reference")
+        if reference.dtype.kind != "f":  # integer images: float samples must not be rounded
+            reference = reference.astype(np.float64)
         samples = None if X_samples is None else self._check_samples(X_samples, reference)
         n_bins = self.n_bins
         if not isinstance(n_bins, (int, np.integer)) or not 2 <= n_bins <= len(reference):
@@ -201,9 +203,8 @@ class NDB:
 
     @staticmethod
     def _check_samples(X_samples, reference: np.ndarray) -> np.ndarray:
-        samples = check_array(
-            _as_rows(X_samples, "X_samples"), dtype=reference.dtype, input_name="X_samples"
-        )
+        samples = check_array(_as_rows(X_samples, "X_samples"), input_name="X_samples")
+        samples = samples.astype(reference.dtype, copy=False)  # the dtype k-means was fitted in
         if samples.shape[1] != reference.shape[1]:
             raise ValueError(
                 f"X_samples has {samples.shape[1]} features but X_reference has "

@@ -318,7 +318,8 @@ def plot_responsibilities(estimator, image, *, figsize=None):
             f"image must be one image of shape (n_features,), (H, W) or (H, W, C), got "
             f"{getattr(image, 'shape', type(image))}."
         )
-    X = image.reshape(1, -1)
+    # Checked (size, finite values) before any figure is made.
+    X, _ = estimator._validate_images(image.reshape(1, -1), reset=False)
     stack = estimator.module_
     gmm_indices = _gmm_indices(estimator)
     n_panels = 1 + len(gmm_indices)

@@ -489,7 +489,6 @@ _MASK = np.zeros((SIDE, SIDE), dtype=bool)
             id="mask-int",
         ),
         pytest.param(_MASK.astype(float), {}, TypeError, "got dtype float64", id="mask-float"),
-        pytest.param(None, {}, TypeError, "got dtype object", id="mask-None"),
         pytest.param(
             np.zeros((3, 3), dtype=bool),
             {},

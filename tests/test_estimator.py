@@ -1,5 +1,6 @@
 """DeepConvGMM: recovery, API behaviour, reproducibility, persistence and bad input."""
 
+import copy
 import io
 import pickle
 import warnings
@@ -11,7 +12,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV
@@ -145,6 +146,27 @@ def test_failed_fit_leaves_previous_model_intact(blobs, monkeypatch):
         model.set_params(warm_start=True).fit(X)
     assert_allclose(model.score_samples(X), before)
     assert len(model.loss_curve_) == 3
+
+
+def test_failed_refit_keeps_the_random_streams(blobs):
+    X, _, _ = blobs
+    model, twin = _fit(X, max_iter=2), _fit(X, max_iter=2)
+    model.sample(3)
+    with pytest.raises(ValueError, match="transform_layer=7"):
+        model.set_params(transform_layer=7).fit(X)  # fails after the model is built
+    model.set_params(transform_layer=-1)
+    twin.sample(3)
+    # The failed fit neither reset nor advanced the sampling stream of the model kept.
+    assert_allclose(model.sample(3)[0], twin.sample(3)[0])
+
+
+def test_warnings_point_at_the_caller(blobs):
+    X, _, _ = blobs
+    with pytest.warns(ConvergenceWarning) as record:
+        _fit(X, max_iter=1)
+    with pytest.warns(UserWarning, match="batch_size") as batch_record:
+        _fit(X, max_iter=1, batch_size=1000)
+    assert {w.filename for w in [*record, *batch_record]} == {__file__}
 
 
 def test_input_is_not_modified(blobs):
@@ -317,6 +339,9 @@ def test_image_layouts_give_the_same_model():
     X3, _ = _images()
     c = DeepConvGMM(**params).fit(X3[..., 0])  # (n, H, W)
     assert c.image_shape_ == (10, 10, 1)
+    nested = DeepConvGMM(**params).fit(X3[..., 0].tolist())  # nested lists of images
+    assert nested.image_shape_ == (10, 10, 1)
+    assert_allclose(nested.score_samples(X3[..., 0].tolist()), c.score_samples(X3[..., 0]))
     d = DeepConvGMM(**params).fit(X3.reshape(len(X3), -1))  # square rows inferred
     assert d.image_shape_ == (10, 10, 1)
 
@@ -449,6 +474,37 @@ def test_inpaint_keeps_known_pixels_and_fills_the_rest(digits_model):
     assert err < np.abs(images[:, mask]).mean()
     per_row = model.inpaint(X[:5], np.tile(mask.ravel(), (5, 1)), layer=1, n_iter=1)
     assert per_row.shape == (5, 64)
+
+
+def test_inpaint_mask_forms_and_nan_pixels(digits_model):
+    model, X = digits_model
+
+    def inpaint(*args):  # every call from the same point of the model's sampling stream
+        return copy.deepcopy(model).inpaint(*args, n_iter=1)
+
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[2:5] = True
+    rows = X[:4]
+    expected = inpaint(rows, np.tile(mask.ravel(), (4, 1)))
+    for form in (mask, mask.ravel(), mask[..., None]):  # one image, for rows of pixels
+        assert_allclose(inpaint(rows, form), expected)
+    holes = rows.copy()
+    holes[:, mask.ravel()] = np.nan  # NaN marks the missing pixels (mask=None)
+    assert_allclose(inpaint(holes), expected)
+    assert_allclose(inpaint(holes, mask), expected)
+    assert np.isnan(holes[:, mask.ravel()]).all()  # the input is left as it was
+    with pytest.raises(ValueError, match="NaN outside the mask"):
+        model.inpaint(holes, ~mask)
+
+
+def test_inpaint_pixel_mask_covers_every_channel():
+    X, _ = _images(c=2)
+    model = DeepConvGMM(2, max_iter=1, random_state=0).fit(X)
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[:3] = True
+    filled = model.inpaint(X[:2], mask, n_iter=1)
+    assert_allclose(filled[:, ~mask], X[:2, ~mask])
+    assert not np.allclose(filled[:, mask], X[:2, mask])
 
 
 @pytest.mark.parametrize(

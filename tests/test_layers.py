@@ -101,6 +101,20 @@ def test_specs_are_frozen_hashable_and_picklable():
         spec[0].patch = 3
 
 
+def test_specs_take_numpy_numbers():
+    specs = (
+        Fold(np.int64(3), (np.int32(1), 1)),
+        GMM(np.int64(4), min_variance=np.float32(0.05), wait=np.float64(0.1)),
+        Pool(np.int64(2)),
+        Fold(),
+        GMM(),
+    )
+    python = (Fold(3, 1), GMM(4, min_variance=0.05, wait=0.1), Pool(2), Fold(), GMM())
+    stack = _build(specs, (12, 12, 1))
+    assert repr(stack) == repr(_build(python, (12, 12, 1)))
+    assert stack.layers[1].n_components == 4 and type(stack.layers[1].n_components) is int
+
+
 @pytest.mark.parametrize(
     "layers, error, match",
     [
@@ -111,6 +125,8 @@ def test_specs_are_frozen_hashable_and_picklable():
         ((Fold(), GMM(), Fold()), ValueError, "last layer must be a GMM"),
         ((Fold(0), GMM()), ValueError, "Fold patch"),
         ((Fold(2.5), GMM()), ValueError, "Fold patch"),
+        ((Fold(True), GMM()), ValueError, "Fold patch"),
+        ((Fold(), GMM(min_variance=True)), ValueError, "min_variance"),
         ((Pool(mode="median"), GMM()), ValueError, "Pool mode"),
         ((Fold(2), GMM(), Fold(), GMM()), ValueError, "Only the top GMM"),
         ((Fold(), GMM(wait=1.0)), ValueError, "wait"),

@@ -101,6 +101,15 @@ def test_fitted_ndb_scores_every_set_as_ndb_score_does():
     assert ndb.reference_proportions_.sum() == pytest.approx(1.0)
 
 
+def test_ndb_compares_integer_images_with_float_samples_without_rounding():
+    rng = np.random.RandomState(0)
+    reference = (rng.rand(400, 4) > 0.5).astype(int)
+    samples = reference * 0.9 + 0.05  # the same bins, never an integer
+    fitted = NDB(10, random_state=0).fit(reference).score(samples)
+    direct = ndb_score(reference, samples, n_bins=10, random_state=0)
+    assert direct.ndb_k == fitted.ndb_k == 0.0
+
+
 def test_ndb_checks_before_fitting_and_scoring():
     X = np.random.RandomState(0).rand(50, 4)
     with pytest.raises(NotFittedError, match="fit"):

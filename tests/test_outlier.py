@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone, is_outlier_detector
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -162,6 +163,12 @@ def test_failed_refit_keeps_model_and_offset(fitted, blobs_X):
         detector.fit(blobs_X[:, :2].copy() * np.nan)
     assert detector.offset_ == offset
     assert_allclose(detector.decision_function(blobs_X), fitted.decision_function(blobs_X))
+
+
+def test_training_warnings_point_at_the_caller(blobs_X):
+    with pytest.warns(ConvergenceWarning) as record:
+        DeepConvGMMOutlierDetector(**{**FAST, "max_iter": 1}).fit(blobs_X)
+    assert {w.filename for w in record} == {__file__}
 
 
 def test_partial_fit_sets_the_offset_from_the_chunk(blobs_X):

@@ -84,6 +84,10 @@ def test_history_and_responsibility_plots():
     assert np.allclose(heights, model.predict_proba(X[:1])[0])
     with pytest.raises(ValueError, match="one image"):
         plot_responsibilities(model, np.zeros((2, 2, 2, 2)))
+    figures = plt.get_fignums()
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        plot_responsibilities(model, np.zeros((3, 3)))
+    assert plt.get_fignums() == figures  # checked before any figure was made
     stopped = DeepConvGMM(3, layers="flat", max_iter=4, early_stopping=True, random_state=0).fit(X)
     assert len(plot_history(stopped).axes) == 4
     plt.close("all")
