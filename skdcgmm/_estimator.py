@@ -754,7 +754,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         X, _ = self._validate_images(X, reset=False, allow_nan=True)
         missing = np.isnan(X) if mask is None else self._pixel_mask(mask, shape, X.shape)
         if np.isnan(X[~missing]).any():
-            raise ValueError("Input X contains NaN outside the mask: only masked pixels may be NaN.")
+            raise ValueError(
+                "Input X contains NaN outside the mask: only masked pixels may be NaN."
+            )
         known = np.where(missing, 0.0, X)
         filled = known
         for _ in range(n_iter):
