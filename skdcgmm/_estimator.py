@@ -123,7 +123,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         torch and numpy random states are never used.
     warm_start : bool, default=False
         Continue from the previous fit's parameters and annealing radius instead of
-        re-initialising (the learning-rate schedule restarts). See also :meth:`partial_fit`.
+        re-initialising (the learning-rate schedule restarts; every GMM layer learns from the
+        first step, whatever its ``wait``). See also :meth:`partial_fit`.
     verbose : int, default=0
         ``1``: a progress bar per epoch (tqdm, when installed; plain lines otherwise) with the
         loss, the annealing radius sigma and images/s; ``2`` or more: one plain line per epoch.
@@ -367,7 +368,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             early_stopping=self.early_stopping,
             validation_fraction=self.validation_fraction,
             verbose=self.verbose,
-            waits=tuple(spec.wait for spec in specs if isinstance(spec, GMM)),
+            # Delayed starts settle the inputs of higher layers of a new model; a model that
+            # continues has settled ones.
+            waits=() if continuing else tuple(spec.wait for spec in specs if isinstance(spec, GMM)),
             compile=self.compile,
         )
         if continuing:

@@ -19,7 +19,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._testing import assert_allclose
 
-from skdcgmm import GMM, DeepConvGMM
+from skdcgmm import GMM, DeepConvGMM, Fold, Pool
 from skdcgmm.metrics import clustering_accuracy
 
 from .conftest import make_blobs_data
@@ -125,6 +125,17 @@ def test_warm_start_continues_and_appends_loss_curve(blobs):
     assert np.abs(model.means_ - means).max() < 0.2  # continued, not re-initialised
     with pytest.raises(ValueError, match="warm_start"):
         model.set_params(n_components=3).fit(X)
+
+
+def test_warm_start_does_not_delay_layers_again():
+    X = load_digits().data[:300] / 16.0
+    layers = (Fold(3, 1), GMM(9), Pool(2), Fold(), GMM(wait=0.5))
+    model = DeepConvGMM(4, layers=layers, max_iter=4, warm_start=True, random_state=0).fit(X)
+    rates = model.history_["learning_rate"]
+    assert rates[0, 1] == rates[1, 1] and rates[0, 0] != rates[1, 0]  # the top layer waited
+    model.fit(X)
+    rates = model.history_["learning_rate"][4:]
+    assert (rates[:, 0] == rates[:, 1]).all() and len(set(rates[:, 1])) > 1  # no wait
 
 
 def test_non_finite_training_raises_instead_of_returning_nan(blobs):
