@@ -289,7 +289,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         ``annealing="time"`` each call counts as one epoch of the schedule: annealing ends
         after ``max_iter / 2`` calls, so set ``max_iter`` to the number of calls planned
         (e.g. chunks per pass times passes). After ``fit``, ``partial_fit`` continues the
-        fitted model at its final (annealed) rates. ``early_stopping`` does not apply.
+        fitted model at its final (annealed) rates. The first call plans the schedule:
+        later changes of ``learning_rate``, ``learning_rate_final``, ``annealing`` or
+        ``max_iter`` apply from the next ``fit``. ``early_stopping`` does not apply.
 
         Parameters
         ----------
