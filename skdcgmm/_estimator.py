@@ -12,7 +12,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from scipy import sparse
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -458,8 +457,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         """
         nd_shape = None
         dtype = "numeric" if isinstance(X, np.memmap) else [np.float64, np.float32]
-        if not hasattr(X, "ndim") and not sparse.issparse(X):
-            X = np.asarray(X)  # nested lists of images
+        if not hasattr(X, "ndim"):  # nested lists of images (sparse matrices have ndim)
+            X = np.asarray(X)
         ndim = getattr(X, "ndim", 2)
         if ndim > 4:
             raise ValueError(
@@ -757,8 +756,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}.")
         shape = np.shape(X)
         X, _ = self._validate_images(X, reset=False, allow_nan=True)
-        missing = np.isnan(X) if mask is None else self._pixel_mask(mask, shape, X.shape)
-        if np.isnan(X[~missing]).any():
+        nan = np.isnan(X)
+        missing = nan if mask is None else self._pixel_mask(mask, shape, X.shape)
+        if (nan & ~missing).any():
             raise ValueError(
                 "Input X contains NaN outside the mask: only masked pixels may be NaN."
             )
@@ -779,9 +779,9 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         if mask.dtype != bool:
             raise TypeError(f"mask must be a boolean array, got dtype {mask.dtype}.")
         h, w, c = self.image_shape_
-        if mask.shape == (h, w) and c > 1:  # one pixel: all its channels
+        if mask.shape == (h, w):  # one pixel: all its channels
             mask = np.repeat(mask[..., None], c, axis=-1)
-        if mask.shape in ((h * w * c,), (h, w, c), (h, w)):
+        if mask.shape in ((h * w * c,), (h, w, c)):
             return np.broadcast_to(mask.reshape(1, -1), rows_shape)
         try:
             return np.broadcast_to(mask, shape).reshape(rows_shape)
