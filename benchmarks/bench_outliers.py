@@ -37,34 +37,63 @@ def auc_rows(name, protocol, cls, inliers_test, X_train, Xt, k, args):
             None,
         ),
     ]
-    rows = []
-    for label, model, reg in models:
-        auc = float(roc_auc_score(inliers_test, model.score_samples(Xt)))
-        rows.append(
-            {
-                "dataset": name,
-                "protocol": protocol,
-                "class": int(cls),
-                "model": label,
-                "K": k,
-                "reg_covar": reg,
-                "roc_auc": auc,
-            }
-        )
-        print(f"{name:<14}{protocol:<10} class {cls}  {label:<38} AUC {auc:.4f}", flush=True)
-    return rows
+    return [
+        auc_row(name, protocol, cls, label, k, reg, inliers_test, model.score_samples(Xt))
+        for label, model, reg in models
+    ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def auc_row(name, protocol, cls, label, k, reg_covar, inliers, score) -> dict:
+    """One results row: the ROC-AUC of ``score`` (higher = more inlier), printed as it comes."""
+    auc = float(roc_auc_score(inliers, score))
+    print(f"{name:<14}{protocol:<10} class {cls}  {label:<50} AUC {auc:.4f}", flush=True)
+    return {
+        "dataset": name,
+        "protocol": protocol,
+        "class": int(cls),
+        "model": label,
+        "K": k,
+        "reg_covar": reg_covar,
+        "roc_auc": auc,
+    }
+
+
+def save_means(rows: list[dict], args) -> None:
+    """Print the mean ROC-AUC of every (data set, protocol, model) and save all rows."""
+    summary: dict[str, list[float]] = {}
+    for row in rows:
+        key = f"{row['dataset']}/{row['protocol']}/{row['model']}"
+        summary.setdefault(key, []).append(row["roc_auc"])
+    print("\nmean ROC-AUC")
+    for key, values in summary.items():
+        print(f"  {key:<75} {np.mean(values):.4f}  ({len(values)} classes)")
+    save(
+        args.out,
+        {
+            "deep": args.deep,
+            "steps": args.steps,
+            "rows": rows,
+            "mean_auc": {k: float(np.mean(v)) for k, v in summary.items()},
+        },
+    )
+
+
+def arguments(description: str, out: str) -> argparse.ArgumentParser:
+    """The options every outlier benchmark takes (data sets, classes, deep model, output)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
-    parser.add_argument("--protocols", nargs="+", default=["one-class", "leave-out"])
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--deep", default="C")
     parser.add_argument("--steps", type=int, default=1800)
-    parser.add_argument("--flat-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="outliers")
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0], "outliers")
+    parser.add_argument("--protocols", nargs="+", default=["one-class", "leave-out"])
+    parser.add_argument("--flat-steps", type=int, default=2000)
     args = parser.parse_args()
 
     rows = []
@@ -80,22 +109,7 @@ def main() -> None:
                     rows += auc_rows(
                         name, protocol, cls, yt != cls, X[y != cls], Xt, K_LEAVE_OUT, args
                     )
-    summary = {}
-    for row in rows:
-        key = f"{row['dataset']}/{row['protocol']}/{row['model']}"
-        summary.setdefault(key, []).append(row["roc_auc"])
-    print("\nmean ROC-AUC")
-    for key, values in summary.items():
-        print(f"  {key:<70} {np.mean(values):.4f}  ({len(values)} classes)")
-    save(
-        args.out,
-        {
-            "deep": args.deep,
-            "steps": args.steps,
-            "rows": rows,
-            "mean_auc": {k: float(np.mean(v)) for k, v in summary.items()},
-        },
-    )
+    save_means(rows, args)
 
 
 if __name__ == "__main__":

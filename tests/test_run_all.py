@@ -66,6 +66,13 @@ RESULTS = {
             for m, a in (("GMM", 0.90 + c / 100), ("DeepConvGMM(C)", 0.97 + c / 100))
         ],
     },
+    "representation": {
+        "rows": [
+            {"dataset": "fashion-mnist", "protocol": "one-class", "class": 0, "model": m,
+             "roc_auc": a}
+            for m, a in (("pixels", 0.92), ("DeepConvGMM(C)", 0.90), ("features", 0.91))
+        ],
+    },
     "presets": {
         "rows": [
             {"preset": "C", "images": 10000, "epochs": 1, "fit_seconds": 3.6,
@@ -141,6 +148,8 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert "| mnist | linear probe (C, layer 2) | 20,000 | 0.9717 |" in report
     # Outliers: mean over the classes per model, the best in bold.
     assert "| mnist | one-class | 2 | 0.9050 | **0.9750** |" in report
+    assert "| fashion-mnist | one-class | 1 | **0.9200** | 0.9000 | 0.9100 |" in report
+    assert "what is missing is in the features" in report
     assert "| C | 63,735 | 3.6 | 2,750 | 1,589 | 562 | 26 |" in report
     assert "| mnist | `test set (floor)` | 0.290 | – | 0.0047 | – | – |" in report
     assert "| mnist | `DeepConvGMM(flat)` | 0.660 | 0.025 | 0.0669 | 23,781 | 16.2 |" in report
@@ -260,7 +269,7 @@ def test_clustering_over_seeds_is_reported_as_mean_and_spread(run_all):
             for s, a in [(0, 0.6), (1, 0.4)]
         ],
     }  # fmt: skip
-    data["summary"] = run_all_summary(data["rows"])
+    data["summary"] = load_benchmark("clustering").summarise(data["rows"])
     text = "\n".join(run_all.section_clustering(data))
     assert (
         "| mnist | m | 2 | 1.0 | 0.500 ± 0.100 | 0.500 ± 0.000 | 0.400 ± 0.000 | 0.600 / 0.400 |"
@@ -269,10 +278,10 @@ def test_clustering_over_seeds_is_reported_as_mean_and_spread(run_all):
     assert "`seeds=[0, 1]`" in text
 
 
-def run_all_summary(rows):
-    """bench_clustering.summarise (the benchmark script loaded as a module)."""
+def load_benchmark(name):
+    """The benchmark script ``bench_<name>.py``, loaded as a module."""
     spec = importlib.util.spec_from_file_location(
-        "skdcgmm_bench_clustering", RUN_ALL.parent / "bench_clustering.py"
+        f"skdcgmm_bench_{name}", RUN_ALL.parent / f"bench_{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(RUN_ALL.parent))  # the benchmark imports its _common module
@@ -280,4 +289,20 @@ def run_all_summary(rows):
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(RUN_ALL.parent))
-    return module.summarise(rows)
+    return module
+
+
+@pytest.mark.parametrize("layers", ["C", "flat"])
+def test_representation_benchmark_reads_the_top_layers_input(layers):
+    """bench_representation fits its GaussianMixture on exactly what the top GMM layer reads."""
+    import numpy as np
+    import torch
+
+    from skdcgmm import DeepConvGMM
+
+    X = np.random.RandomState(0).rand(20, 28 * 28)
+    model = DeepConvGMM(2, layers=layers, max_iter=1, random_state=0).fit(X)
+    features = load_benchmark("representation").top_input(model, X)
+    with torch.no_grad():
+        expected = model.module_.double().top_input(torch.from_numpy(X).view(20, 784, 1))
+    np.testing.assert_allclose(features, expected.flatten(1).numpy(), rtol=1e-12, atol=1e-12)
