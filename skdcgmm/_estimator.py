@@ -459,7 +459,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         dtype = "numeric" if isinstance(X, np.memmap) else [np.float64, np.float32]
         if not hasattr(X, "ndim"):  # nested lists of images (sparse matrices have ndim)
             X = np.asarray(X)
-        ndim = getattr(X, "ndim", 2)
+        ndim = X.ndim
         if ndim > 4:
             raise ValueError(
                 "X must be 2-D (n_samples, n_features) or hold images (n_samples, H, W[, C]), "
