@@ -1,10 +1,15 @@
-"""The scikit-learn face of the engine: :class:`DeepConvGMM`."""
+"""The scikit-learn face of the engine: :class:`DeepConvGMM`.
+
+The estimator stores its parameters, validates them and the data, resolves the architecture,
+device and random streams, delegates training to :mod:`skdcgmm._training` and inference to the
+engine, and sets the fitted attributes. Sampling (:mod:`skdcgmm._sampling`), input validation
+(:mod:`skdcgmm._input`) and pickling (:mod:`skdcgmm._persistence`) live in modules of their own.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import math
 import warnings
 from numbers import Integral, Real
@@ -19,25 +24,28 @@ from sklearn.base import (
     TransformerMixin,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import (
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
+from ._input import check_layer_index, column_range, largest_activation, positions, validate_images
+from ._persistence import PersistenceMixin
+from ._sampling import SamplingMixin
 from ._training import TrainingConfig, new_state, train
-from ._utils import caller_stacklevel, resolve_device, retain_freed_memory, to_tensor
+from ._utils import (
+    MAX_SEED,
+    caller_stacklevel,
+    draw_generator,
+    resolve_device,
+    retain_freed_memory,
+    to_tensor,
+)
 from .layers import GMM, build_stack, resolve_layers
-from .nn import GMMLayer, SamplingOptions
-from .nn.sampling import generate, sharpen, sharpening_target_index, variants
 
 __all__ = ["DeepConvGMM"]
 
-_MAX_SEED = 2**31 - 1
-#: Bytes of activations per forward pass at inference on a GPU (and of a top-down sampling
-#: pass on any device): scoring any number of images runs in chunks of at most this many bytes
-#: (plus the model), whatever the architecture. A GPU wants large chunks (few kernel launches).
+#: Bytes of activations per forward pass at inference on a GPU: scoring any number of images
+#: runs in chunks of at most this many bytes (plus the model), whatever the architecture. A GPU
+#: wants large chunks (few kernel launches).
 _INFERENCE_BYTES = 256 * 2**20
 #: The same budget for inference on the CPU, which wants small chunks: their activations stay
 #: below the 32 MiB that glibc's malloc is asked to serve from its heap (no page faults for
@@ -45,13 +53,18 @@ _INFERENCE_BYTES = 256 * 2**20
 #: 2-core CPU, 32 MiB chunks score 2x faster than 256 MiB ones for the deep presets (C 3.8k ->
 #: 7.8k images/s) and 1.6x for the flat model at K = 100.
 _CPU_INFERENCE_BYTES = 32 * 2**20
-#: Version of the pickled state (``__getstate__``); increment on any change of its layout.
-_PICKLE_FORMAT = 1
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
 
-class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator):
+class DeepConvGMM(
+    SamplingMixin,
+    PersistenceMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    DensityMixin,
+    BaseEstimator,
+):
     """Deep Convolutional Gaussian Mixture Model trained by annealed minibatch SGD.
 
     A stack of GMM layers (Gepperth & Pfülb, IJCNN 2021) fitted from random initialisation by
@@ -323,7 +336,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         fitted = hasattr(self, "module_")
         continuing = fitted and (partial or self.warm_start)
         streamed = isinstance(X, np.memmap)
-        X, image_shape = self._validate_images(X, reset=not continuing)
+        X, image_shape = validate_images(self, X, reset=not continuing)
         n_samples = X.shape[0]
         if n_samples < self.n_components and not (partial and continuing):
             raise ValueError(
@@ -331,12 +344,48 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                 f"n_components = {self.n_components}, n_samples = {n_samples}"
             )
         device = resolve_device(self.device)
+        specs = self._resolve_specs(image_shape, partial=partial, continuing=continuing)
+        config = self._training_config(specs, n_samples, partial=partial, continuing=continuing)
+        stack, state, generator, streams = self._start(
+            specs, image_shape, device, partial=partial, continuing=continuing
+        )
+        check_layer_index(self.transform_layer, len(stack.layers))
+        shape = positions(image_shape)
+        if streamed:
+            data = X  # batches are copied to the device one at a time
+        else:
+            data = to_tensor(X, device, torch.float32).view(n_samples, *shape)
+        state = new_state(stack, config) if state is None else state
+        result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
+        self._set_fitted(stack, state, streams, specs, image_shape, device)
+        self._record_training(result, partial=partial, continuing=continuing)
+        low, high = column_range(X)
+        if continuing:
+            low, high = np.minimum(low, self.data_min_), np.maximum(high, self.data_max_)
+        self.data_min_, self.data_max_ = low, high
+        return self
+
+    def _resolve_specs(self, image_shape, *, partial: bool, continuing: bool) -> tuple:
+        """The layer specs of this fit; a continued fit must keep those of the previous one."""
         specs = resolve_layers(self.layers, image_shape)
         if continuing and isinstance(self.layers, str):
             # A preset continues with the precision rates it was fitted with: that default
             # changed (models saved before resolved None to 10 in every GMM layer).
             if _unset_precision_rates(specs) == _unset_precision_rates(self.layers_):
                 specs = self.layers_
+        if continuing and (
+            self.layers_ != specs or self.module_.top.n_components != self.n_components
+        ):
+            raise ValueError(
+                f"{'partial_fit' if partial else 'warm_start=True'} needs the same layers "
+                "and n_components as the previous fit."
+            )
+        return specs
+
+    def _training_config(
+        self, specs: tuple, n_samples: int, *, partial: bool, continuing: bool
+    ) -> TrainingConfig:
+        """The settings of :func:`~skdcgmm._training.train` for ``n_samples`` rows."""
         n_train = n_samples
         if self.early_stopping and not partial:
             n_train -= math.ceil(self.validation_fraction * n_samples)
@@ -358,7 +407,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
                     stacklevel=caller_stacklevel(),
                 )
             batch_size = n_train
-        config = TrainingConfig(
+        return TrainingConfig(
             max_iter=self.max_iter,
             batch_size=batch_size,
             learning_rate=self.learning_rate,
@@ -374,40 +423,36 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             waits=() if continuing else tuple(spec.wait for spec in specs if isinstance(spec, GMM)),
             compile=self.compile,
         )
+
+    def _start(self, specs: tuple, image_shape, device, *, partial: bool, continuing: bool):
+        """``(stack, state, generator, (seeds, n_calls))`` to train from.
+
+        A new model is built from ``random_state``; a continued one is a copy of the fitted
+        stack (the old model and its random streams stay intact if training fails).
+        """
         if continuing:
-            if self.layers_ != specs or self.module_.top.n_components != self.n_components:
-                raise ValueError(
-                    f"{'partial_fit' if partial else 'warm_start=True'} needs the same layers "
-                    "and n_components as the previous fit."
-                )
-            # The old model (and its random streams) stays intact on error: copies are trained.
             seeds, n_calls = self._seeds, dict(self._n_calls)
-            generator = _draw_generator(seeds, n_calls, "fit", torch.device("cpu"))
+            generator = draw_generator(seeds, n_calls, "fit", torch.device("cpu"))
             stack = copy.deepcopy(self.module_).to(device)
             state = copy.deepcopy(self._training_state) if partial else None
-        else:
-            rng = check_random_state(self.random_state)
-            generator = torch.Generator().manual_seed(int(rng.randint(_MAX_SEED)))
-            stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
-            state = None
-            # Seeds of the generators of later calls: new draws per call, reproducible per fit.
-            seeds = {kind: int(rng.randint(_MAX_SEED)) for kind in ("fit", "sample")}
-            n_calls = {"fit": 0, "sample": 0}
-        _check_transform_layer(self.transform_layer, len(stack.layers))
-        shape = _positions(image_shape)
-        if streamed:
-            data = X  # batches are copied to the device one at a time
-        else:
-            data = to_tensor(X, device, torch.float32).view(n_samples, *shape)
-        state = new_state(stack, config) if state is None else state
-        result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
+            return stack, state, generator, (seeds, n_calls)
+        rng = check_random_state(self.random_state)
+        generator = torch.Generator().manual_seed(int(rng.randint(MAX_SEED)))
+        stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
+        # Seeds of the generators of later calls: new draws per call, reproducible per fit.
+        seeds = {kind: int(rng.randint(MAX_SEED)) for kind in ("fit", "sample")}
+        return stack, None, generator, (seeds, {"fit": 0, "sample": 0})
 
+    def _set_fitted(self, stack, state, streams, specs, image_shape, device) -> None:
         self.module_ = stack
         self._training_state = state
-        self._seeds, self._n_calls = seeds, n_calls
+        self._seeds, self._n_calls = streams
         self.layers_ = specs
         self.image_shape_ = image_shape
         self.device_ = device
+
+    def _record_training(self, result, *, partial: bool, continuing: bool) -> None:
+        """``n_iter_``, ``history_``, ``loss_curve_``, convergence and validation attributes."""
         history = {key: np.asarray(value, dtype=float) for key, value in result.history.items()}
         if continuing:
             history = {
@@ -427,11 +472,6 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             self.best_validation_score_ = result.best_validation_score
         else:
             self.validation_scores_ = self.best_validation_score_ = None
-        low, high = _column_range(X)
-        if continuing:
-            low, high = np.minimum(low, self.data_min_), np.maximum(high, self.data_max_)
-        self.data_min_, self.data_max_ = low, high
-        return self
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         """Fit the model and return the top-layer component of every sample.
@@ -447,61 +487,11 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         """
         return self.fit(X).predict(X)
 
-    # ------------------------------------------------------------------ input
-    def _validate_images(
-        self, X, *, reset: bool, allow_nan: bool = False
-    ) -> tuple[np.ndarray, tuple[int, int, int]]:
-        """Validate ``X`` as rows; return them with the image shape ``(H, W, C)``.
-
-        A ``np.memmap`` keeps its dtype and is not copied: callers convert it chunk by chunk.
-        """
-        nd_shape = None
-        dtype = "numeric" if isinstance(X, np.memmap) else [np.float64, np.float32]
-        if not hasattr(X, "ndim"):  # nested lists of images (sparse matrices have ndim)
-            X = np.asarray(X)
-        ndim = X.ndim
-        if ndim > 4:
-            raise ValueError(
-                "X must be 2-D (n_samples, n_features) or hold images (n_samples, H, W[, C]), "
-                f"got a {ndim}-D array of shape {tuple(X.shape)}."
-            )
-        if ndim in (3, 4) and hasattr(X, "reshape"):
-            nd_shape = tuple(int(v) for v in X.shape[1:])
-            X = X.reshape(X.shape[0], math.prod(nd_shape))  # not -1: X may hold 0 images
-        finite = "allow-nan" if allow_nan else True
-        X = validate_data(self, X, dtype=dtype, reset=reset, ensure_all_finite=finite)
-        n_features = X.shape[1]
-        if not reset:
-            image_shape = self.image_shape_
-            if nd_shape is not None and _as_hwc(nd_shape) != image_shape:
-                raise ValueError(
-                    f"X has images of shape {nd_shape}, but {type(self).__name__} was fitted "
-                    f"on images of shape {image_shape}."
-                )
-            return X, image_shape
-        if self.image_shape is not None:
-            image_shape = _as_hwc(self.image_shape, "image_shape")
-            if nd_shape is not None and _as_hwc(nd_shape) != image_shape:
-                raise ValueError(
-                    f"image_shape={self.image_shape} does not match X's images of shape {nd_shape}."
-                )
-        elif nd_shape is not None:
-            image_shape = _as_hwc(nd_shape)
-        else:
-            side = math.isqrt(n_features)
-            image_shape = (side, side, 1) if side * side == n_features else (1, 1, n_features)
-        if math.prod(image_shape) != n_features:
-            raise ValueError(
-                f"image_shape={self.image_shape} has {math.prod(image_shape)} pixel values but X "
-                f"has {n_features} features."
-            )
-        return X, image_shape
-
     # ------------------------------------------------------------------ inference
     def _inference(self, X, fn) -> np.ndarray:
         """Validate ``X`` and apply ``fn(stack, x_chunk)`` over memory-bounded chunks."""
         check_is_fitted(self)
-        X, image_shape = self._validate_images(X, reset=False)
+        X, image_shape = validate_images(self, X, reset=False)
         stack = self.module_
         dtype, budget = torch.float32, _INFERENCE_BYTES
         if self.device_.type == "cpu":
@@ -511,13 +501,13 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
             retain_freed_memory()  # also in a process that scores without having trained
         itemsize = torch.finfo(dtype).bits // 8
         # The largest activation, counted three times (input, log-scores, output of a layer).
-        largest = _largest_activation(image_shape, stack)
+        largest = largest_activation(image_shape, stack)
         chunk = max(1, min(X.shape[0], budget // (3 * itemsize * largest)))
         output = None  # filled chunk by chunk: no list of pieces to concatenate (2x memory)
         with torch.no_grad():
             for start in range(0, X.shape[0], chunk):
                 rows = to_tensor(X[start : start + chunk], self.device_, dtype)
-                rows = rows.view(rows.shape[0], *_positions(image_shape))
+                rows = rows.view(rows.shape[0], *positions(image_shape))
                 piece = fn(stack, rows).double().cpu().numpy()
                 if output is None:
                     output = np.empty((X.shape[0], *piece.shape[1:]))
@@ -567,7 +557,7 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         features : ndarray of shape (n_samples, n_features_out)
         """
         check_is_fitted(self)
-        index = _check_transform_layer(self.transform_layer, len(self.module_.layers))
+        index = check_layer_index(self.transform_layer, len(self.module_.layers))
         return self._inference(X, lambda stack, x: stack(x, upto=index).flatten(1))
 
     def score_samples(self, X) -> np.ndarray:
@@ -600,265 +590,6 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
         """
         return float(self.score_samples(X).mean())
 
-    def sample(self, n_samples: int = 1, *, components=None, **options):
-        """Generate images top-down from the fitted model (method §8–§10).
-
-        Every top-layer component is drawn from the mixing weights (or given), its Gaussian
-        sampled and the result walked down the stack: folding layers average overlapping
-        patches back into maps, pooling layers upsample, lower GMM layers sample patches from
-        the components the map above selects. Reproducible for a fixed ``random_state``;
-        successive calls give new samples.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-            Number of samples to generate.
-        components : int or array-like of shape (n_samples,), default=None
-            Top-layer components to sample from (conditional sampling); ``None`` draws them
-            from the mixing weights.
-        **options
-            Sampling options, all keyword-only:
-
-            - ``top_s`` (int or None, default None): lower GMM layers draw only among the
-              ``top_s`` most active components of their top-down control (the paper's S).
-            - ``exponent`` (float, default 1.0): lower GMM layers' selection probabilities
-              are their top-down control to this power (the top layer draws from its
-              mixing weights).
-            - ``noise_divisor`` (float, default 1.0): standard deviations are divided by it;
-              1 samples the fitted Gaussians, larger values stay closer to the means (the
-              paper uses 5 to 20).
-            - ``start_noise_divisor`` (float or None, default None): ``noise_divisor`` of the
-              layer sampling starts at (the top layer; for variants, their root layer);
-              ``None`` uses ``noise_divisor``.
-            - ``floor_noise`` (bool, default True): whether dimensions whose variance sits
-              on its floor (pixels that never varied) get noise.
-            - ``upsampling`` ({"dense", "sparse"}, default "dense"): top-down mode of
-              pooling layers.
-            - ``sharpening_steps`` (int, default 0): gradient-ascent steps after every
-              fold-back that raise the log-likelihood of the GMM layer above (§9); 0 is off.
-            - ``sharpening_rate`` (float, default 0.1): initial step size; adapted per
-              sample so that no sample's objective ever decreases.
-            - ``reconstruction_weight`` (float, default 1000.0): weight of
-              ``mean (x - x0)^2``, which keeps a sharpened map near its folded-back start
-              ``x0``; small weights let sharpening wipe images out towards the most likely
-              patch (empty background).
-            - ``sharpening_target`` ({"next", "top", "drawn"}, default "next"): sharpen for
-              the GMM layer directly above each folding layer, or for the top one, after every
-              fold-back; or, with ``"drawn"``, once at the end: raise the first GMM layer's
-              likelihood of the image's patches while pulling the top layer's input towards
-              the vector drawn there. For deep stacks, ``benchmarks/bench_sampling.py``
-              compares it with these settings: ``noise_divisor=20, floor_noise=False,
-              start_noise_divisor=1, sharpening_steps=30, sharpening_target="drawn"``.
-            - ``match_weight`` (float, default 200.0): weight of that pull, the mean of
-              ``0.5 (s_k (h - v))^2`` over the top layer's input ``h``, drawn vector ``v``
-              and the drawn component's precisions ``s_k``.
-            - ``clip`` (bool, default True): clip samples to the per-feature range of the
-              training data (sharpening always stays inside it).
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-            Generated samples, as rows of ``H * W * C`` values (channels last).
-        y : ndarray of shape (n_samples,)
-            Top-layer component of every sample.
-        """
-        opts, bounds = self._sampling_setup(options, "sample")
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
-        n_samples = int(n_samples)
-        fixed = None
-        if components is not None:
-            fixed = np.asarray(components)
-            if fixed.ndim == 0:
-                fixed = np.full(n_samples, fixed)
-            k = self.module_.top.n_components
-            if (
-                fixed.shape != (n_samples,)
-                or not np.issubdtype(fixed.dtype, np.integer)
-                or fixed.min() < 0
-                or fixed.max() >= k
-            ):
-                raise ValueError(
-                    f"components must be an int or {n_samples} ints in [0, {k}), got "
-                    f"{components!r}."
-                )
-        generator = self._next_generator()
-        rows, labels, chunk = [], [], self._sampling_chunk()
-        for start in range(0, n_samples, chunk):
-            n = min(chunk, n_samples - start)
-            comps = None
-            if fixed is not None:
-                # A copy as int64 (any integer dtype indexes; the caller's array is never shared).
-                comps = torch.tensor(fixed[start : start + n].astype(np.int64), device=self.device_)
-                comps = comps.view(n, 1)
-            x, comps = generate(self.module_, n, opts, generator, components=comps, bounds=bounds)
-            rows.append(_to_rows(x))
-            labels.append(comps[:, 0].cpu().numpy().astype(np.int64))
-        return np.concatenate(rows), np.concatenate(labels)
-
-    def generate_variants(self, X, *, layer: int = -1, **options):
-        """Variants of given images: sample down from what a GMM layer recognises in them.
-
-        The responsibilities of ``X`` at GMM layer ``layer`` replace the top-down control
-        there, and sampling walks down from it (method §8): the top layer keeps the cluster of
-        each image, lower layers keep more of its local structure.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
-            Images.
-        layer : int, default=-1
-            Index into ``layers_`` of a GMM layer; -1 is the top one.
-        **options
-            The sampling options of :meth:`sample`.
-
-        Returns
-        -------
-        X_new : ndarray of the same shape as ``X``
-        """
-        opts, bounds = self._sampling_setup(options, "generate_variants")
-        root = self._gmm_layer_index(layer)
-        shape = np.shape(X)
-        X, _ = self._validate_images(X, reset=False)
-        return self._variants(X, root, opts, bounds).reshape(shape)
-
-    def inpaint(self, X, mask=None, *, layer: int = -1, n_iter: int = 3, **options):
-        """Fill the masked pixels of images with content that fits the rest (method §8).
-
-        The masked pixels are set to 0 and variants of the images are generated from GMM layer
-        ``layer``; the known pixels are put back and the variants regenerated ``n_iter``
-        times, so that the fill agrees more and more with what is known. With sharpening,
-        a last gradient ascent moves only the filled pixels. Pixels outside the mask are
-        returned unchanged.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
-            Images. Masked pixels may hold anything, NaN included; the others must be finite.
-        mask : array-like of bool or None, default=None
-            True where a pixel is missing and must be filled: of the shape of ``X``, or of
-            one image (``(n_features,)``, ``(H, W, C)``, or ``(H, W)`` for all channels of a
-            pixel), which applies to every image. ``None`` masks the NaN entries of ``X``.
-        layer : int, default=-1
-            Index into ``layers_`` of the GMM layer variants start from.
-        n_iter : int, default=3
-            Rounds of variant generation and putting back the known pixels.
-        **options
-            The sampling options of :meth:`sample`.
-
-        Returns
-        -------
-        X_filled : ndarray of the same shape as ``X``
-        """
-        opts, bounds = self._sampling_setup(options, "inpaint")
-        root = self._gmm_layer_index(layer)
-        if not isinstance(n_iter, Integral) or isinstance(n_iter, bool) or n_iter < 1:
-            raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}.")
-        shape = np.shape(X)
-        X, _ = self._validate_images(X, reset=False, allow_nan=True)
-        nan = np.isnan(X)
-        missing = nan if mask is None else self._pixel_mask(mask, shape, X.shape)
-        if (nan & ~missing).any():
-            raise ValueError(
-                "Input X contains NaN outside the mask: only masked pixels may be NaN."
-            )
-        known = np.where(missing, 0.0, X)
-        filled = known
-        for _ in range(n_iter):
-            filled = np.where(missing, self._variants(filled, root, opts, bounds), known)
-        if opts.sharpening_steps > 0:
-            filled = self._sharpen_pixels(filled, missing, opts, bounds)
-        return np.where(missing, filled, X).reshape(shape)
-
-    def _pixel_mask(self, mask, shape: tuple, rows_shape: tuple) -> np.ndarray:
-        """``inpaint``'s ``mask`` as a boolean array of the shape of the rows of ``X``.
-
-        ``shape`` is ``X``'s own shape; a mask of one image applies to every image.
-        """
-        mask = np.asarray(mask)
-        if mask.dtype != bool:
-            raise TypeError(f"mask must be a boolean array, got dtype {mask.dtype}.")
-        h, w, c = self.image_shape_
-        if mask.shape == (h, w):  # one pixel: all its channels
-            mask = np.repeat(mask[..., None], c, axis=-1)
-        if mask.shape in ((h * w * c,), (h, w, c)):
-            return np.broadcast_to(mask.reshape(1, -1), rows_shape)
-        try:
-            return np.broadcast_to(mask, shape).reshape(rows_shape)
-        except ValueError:
-            raise ValueError(
-                f"mask of shape {mask.shape} matches neither X {shape} nor one of its images "
-                f"{(h, w, c)}."
-            ) from None
-
-    # ------------------------------------------------------------------ sampling helpers
-    def _sampling_setup(self, options: dict, caller: str):
-        """Check the fit, validate sampling keywords: ``(engine options, clip bounds or None)``."""
-        check_is_fitted(self)
-        opts, clip = _sampling_options(options, caller)
-        return opts, self._bounds() if clip else None
-
-    def _next_generator(self, kind: str = "sample", device=None) -> torch.Generator:
-        """A generator for the next ``kind`` call ("fit": continued fits, "sample": sampling).
-
-        New draws per call, reproducible per ``random_state`` and fit.
-        """
-        device = self.device_ if device is None else device
-        return _draw_generator(self._seeds, self._n_calls, kind, device)
-
-    def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training data's per-feature range in the engine's layout ``(L0, D0)``."""
-        shape = _positions(self.image_shape_)
-        low, high = (
-            torch.as_tensor(v, dtype=torch.float32, device=self.device_).view(shape)
-            for v in (self.data_min_, self.data_max_)
-        )
-        return low, high
-
-    def _sampling_chunk(self) -> int:
-        """Images per top-down pass, bounding activations (and sharpening's graph)."""
-        largest = _largest_activation(self.image_shape_, self.module_)
-        return max(1, _INFERENCE_BYTES // (8 * 4 * largest))
-
-    def _gmm_layer_index(self, layer: int) -> int:
-        index = _check_transform_layer(layer, len(self.module_.layers), "layer")
-        if not isinstance(self.module_.layers[index], GMMLayer):
-            raise ValueError(
-                f"layer={layer} is a {type(self.module_.layers[index]).__name__} layer; "
-                "choose the index of a GMM layer in layers_."
-            )
-        return index
-
-    def _chunks(self, X: np.ndarray):
-        """Rows of ``X`` as float32 tensors ``(n, L0, D0)`` in sampling-sized chunks."""
-        chunk = self._sampling_chunk()
-        for start in range(0, X.shape[0], chunk):
-            rows = to_tensor(X[start : start + chunk], self.device_, torch.float32)
-            yield rows.view(rows.shape[0], *_positions(self.image_shape_))
-
-    def _variants(self, X, root, opts, bounds) -> np.ndarray:
-        generator = self._next_generator()
-        chunks = self._chunks(X)
-        return np.concatenate(
-            [
-                _to_rows(variants(self.module_, x, root, opts, generator, bounds=bounds))
-                for x in chunks
-            ]
-        )
-
-    def _sharpen_pixels(self, X, missing, opts, bounds) -> np.ndarray:
-        """Sharpen images for the GMM layer above the first folding, moving only ``missing``."""
-        stack = self.module_
-        target = sharpening_target_index(stack, 0, opts.sharpening_target)
-        level = bounds or (-torch.inf, torch.inf)
-        chunks = zip(self._chunks(X), self._chunks(missing.astype(np.float32)))
-        return np.concatenate(
-            [
-                _to_rows(sharpen(stack, x, 0, target, opts, bounds=level, free=free > 0))
-                for x, free in chunks
-            ]
-        )
-
     # ------------------------------------------------------------------ fitted views
     def _top_param(self, name: str) -> np.ndarray:
         check_is_fitted(self)
@@ -889,63 +620,8 @@ class DeepConvGMM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixi
 
     @property
     def _n_features_out(self) -> int:
-        index = _check_transform_layer(self.transform_layer, len(self.module_.layers))
+        index = check_layer_index(self.transform_layer, len(self.module_.layers))
         return math.prod(self.module_.layers[index].output_shape)
-
-    # ------------------------------------------------------------------ persistence
-    # Pickle format (see "Persistence" in the README). The state is the estimator's __dict__
-    # with the torch module replaced by plain data, so that a pickle never holds a device
-    # tensor or a module class:
-    #   "_module_state": {name: CPU tensor} of DCGMMStack.state_dict(),
-    #   "_module_geometry": n_components of the top GMM layer (with layers_ and image_shape_,
-    #       enough to rebuild the stack with build_stack before loading the state dict),
-    #   "device_": str, "_skdcgmm_format": int, "_skdcgmm_version": str.
-    # Every other attribute is a plain Python/numpy value, a frozen spec of skdcgmm.layers or
-    # an annealing schedule of skdcgmm.nn. A change to any of this increments _PICKLE_FORMAT
-    # and adds a conversion from the previous format to __setstate__.
-    def __getstate__(self) -> dict:
-        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__
-        module = state.pop("module_", None)
-        if module is not None:
-            # CPU tensors and the specs only, so a model fitted on a GPU loads on any machine.
-            state["_module_state"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-            state["_module_geometry"] = module.top.n_components
-            state["device_"] = str(state["device_"])
-        state["_skdcgmm_format"] = _PICKLE_FORMAT
-        state["_skdcgmm_version"] = _version()
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        fmt = state.pop("_skdcgmm_format", _PICKLE_FORMAT)
-        saved_by = state.pop("_skdcgmm_version", "unknown")
-        if fmt > _PICKLE_FORMAT:
-            raise ValueError(
-                f"This model was saved by skdcgmm {saved_by} in pickle format {fmt}; this "
-                f"skdcgmm ({_version()}) reads formats up to {_PICKLE_FORMAT}. Upgrade skdcgmm."
-            )
-        module_state = state.pop("_module_state", None)
-        geometry = state.pop("_module_geometry", None)
-        # Parameters added after the model was saved (e.g. compile) take their defaults.
-        for name, param in inspect.signature(type(self).__init__).parameters.items():
-            if param.default is not param.empty:
-                state.setdefault(name, param.default)
-        super().__setstate__(state)
-        if module_state is not None:
-            try:
-                device = resolve_device(self.device_)
-            except ValueError:
-                warnings.warn(
-                    f"The model was saved on {self.device_!r}, which is not available here; "
-                    "it is loaded on the CPU.",
-                    UserWarning,
-                    stacklevel=caller_stacklevel(),
-                )
-                device = torch.device("cpu")
-            stack = build_stack(self.layers_, self.image_shape_, geometry, torch.Generator())
-            stack.load_state_dict(module_state)
-            self.module_ = stack.to(device).eval()
-            self.device_ = device
 
 
 def _unset_precision_rates(specs: tuple) -> tuple:
@@ -954,94 +630,3 @@ def _unset_precision_rates(specs: tuple) -> tuple:
         dataclasses.replace(spec, lr_precisions=None) if isinstance(spec, GMM) else spec
         for spec in specs
     )
-
-
-def _draw_generator(seeds: dict, n_calls: dict, kind: str, device) -> torch.Generator:
-    """The generator of the next ``kind`` call; counts the call in ``n_calls``."""
-    seed = (seeds[kind] + 7919 * n_calls[kind]) % _MAX_SEED
-    n_calls[kind] += 1
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _as_hwc(shape, name: str = "image shape") -> tuple[int, int, int]:
-    """``(H, W)`` or ``(H, W, C)`` -> ``(H, W, C)``, validated."""
-    shape = tuple(shape)
-    if len(shape) not in (2, 3) or not all(
-        isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in shape
-    ):
-        raise ValueError(f"{name} must be (H, W) or (H, W, C) with positive ints, got {shape!r}.")
-    return tuple(int(v) for v in shape) + ((1,) if len(shape) == 2 else ())
-
-
-def _column_range(X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature minimum and maximum as float64, read in chunks (memory maps stay on disk)."""
-    low = np.full(X.shape[1], np.inf)
-    high = np.full(X.shape[1], -np.inf)
-    for start in range(0, X.shape[0], chunk):
-        rows = X[start : start + chunk]
-        low = np.minimum(low, rows.min(axis=0))
-        high = np.maximum(high, rows.max(axis=0))
-    return low, high
-
-
-def _to_rows(x: torch.Tensor) -> np.ndarray:
-    """Engine images ``(n, L0, D0)`` as float64 numpy rows ``(n, L0 * D0)``."""
-    return x.detach().reshape(x.shape[0], -1).double().cpu().numpy()
-
-
-def _largest_activation(image_shape: tuple[int, int, int], stack) -> int:
-    """Values per image of the largest tensor passed between the stack's layers."""
-    return max([math.prod(image_shape)] + [math.prod(m.output_shape) for m in stack.layers])
-
-
-def _positions(image_shape: tuple[int, int, int]) -> tuple[int, int]:
-    """The engine's layout of an image: ``(L, D) = (H * W, C)``."""
-    return (image_shape[0] * image_shape[1], image_shape[2])
-
-
-def _check_transform_layer(index: int, n_layers: int, name: str = "transform_layer") -> int:
-    if not isinstance(index, Integral) or isinstance(index, bool):
-        raise TypeError(f"{name} must be an int, got {index!r}.")
-    if not -n_layers <= index < n_layers:
-        raise ValueError(f"{name}={index} is out of range for a model of {n_layers} layers.")
-    return index % n_layers
-
-
-#: Keyword options of the sampling methods and their constraints (sklearn's vocabulary).
-_SAMPLING_CONSTRAINTS: dict = {
-    "top_s": [Interval(Integral, 1, None, closed="left"), None],
-    "exponent": [Interval(Real, 0, None, closed="neither")],
-    "noise_divisor": [Interval(Real, 0, None, closed="neither")],
-    "start_noise_divisor": [Interval(Real, 0, None, closed="neither"), None],
-    "floor_noise": ["boolean"],
-    "upsampling": [StrOptions({"dense", "sparse"})],
-    "sharpening_steps": [Interval(Integral, 0, None, closed="left")],
-    "sharpening_rate": [Interval(Real, 0, None, closed="neither")],
-    "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
-    "sharpening_target": [StrOptions({"next", "top", "drawn"})],
-    "match_weight": [Interval(Real, 0, None, closed="left")],
-    "clip": ["boolean"],
-}
-
-
-def _sampling_options(options: dict, caller: str) -> tuple[SamplingOptions, bool]:
-    """Validate sampling keywords; return the engine's options and whether to clip.
-
-    Methods call :meth:`DeepConvGMM._sampling_setup`, which adds the fit check and bounds.
-    """
-    unknown = sorted(set(options) - set(_SAMPLING_CONSTRAINTS))
-    if unknown:
-        raise TypeError(
-            f"{caller}() got unexpected keyword arguments {unknown}; the sampling options are "
-            f"{sorted(_SAMPLING_CONSTRAINTS)}."
-        )
-    validate_parameter_constraints(_SAMPLING_CONSTRAINTS, options, caller_name=caller)
-    options = dict(options)
-    clip = bool(options.pop("clip", True))
-    return SamplingOptions(**options), clip

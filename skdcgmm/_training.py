@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import types
 import warnings
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
+from ._compiled import CompiledLosses
 from ._utils import caller_stacklevel, retain_freed_memory
 from .nn import DCGMMStack, PlateauSchedule, TimeSchedule
 
@@ -108,73 +108,6 @@ def new_state(stack: DCGMMStack, config: TrainingConfig) -> TrainingState:
 def _set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = learning_rate * group["factor"]
-
-
-#: Inductor options of the compiled training losses: keep the memory formats the code asks for
-#: (channels-first convolution inside compiled graphs, see ``log_gaussian_diag_patches``).
-_COMPILE_OPTIONS = {"layout_optimization": False}
-#: Copies of ``DCGMMStack.training_losses`` by (stack repr, batch shape, dtype, device).
-_LOSSES_CODE: dict[tuple, types.FunctionType] = {}
-
-
-class _CompiledLosses:
-    """``stack.training_losses`` through ``torch.compile``, falling back to eager execution.
-
-    Graphs are specialised on the batch size and on whether each layer's annealing kernel is
-    still active (a bool that turns true once per layer), so a fit of ``m`` GMM layers
-    compiles at most ``m + 1`` of them: only batches of the first size seen are compiled, the
-    smaller last batch of an epoch runs eagerly. Stacks of the same architecture share the
-    graphs. Where compilation fails (no C++ compiler, a platform torch.compile does not
-    support), one warning is given and training goes on eagerly, with the same results.
-    """
-
-    def __init__(self, stack: DCGMMStack) -> None:
-        self.stack = stack
-        self.eager = stack.training_losses
-        self.batch_size: int | None = None
-        self.compiled = None
-
-    def _losses_method(self, x: Tensor) -> types.MethodType:
-        """``training_losses`` of the stack, bound to the code copy of its kind of input.
-
-        torch.compile keeps its graphs per code object, at most torch._dynamo's
-        ``recompile_limit`` (8) of them: every architecture and batch shape gets a copy of
-        the code of its own, whose graphs later fits of the same kind reuse.
-        """
-        key = (repr(self.stack), tuple(x.shape), x.dtype, str(x.device))
-        function = _LOSSES_CODE.get(key)
-        if function is None:
-            base = DCGMMStack.training_losses
-            code = base.__code__.replace()  # a new code object: a cache of its own
-            function = types.FunctionType(code, base.__globals__, base.__name__, base.__defaults__)
-            _LOSSES_CODE[key] = function
-        return types.MethodType(function, self.stack)
-
-    def _fall_back(self, exc: Exception) -> None:
-        self.compiled = None
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        warnings.warn(
-            f"compile=True: torch.compile is unavailable here ({type(exc).__name__}: "
-            f"{reason[:200]}); training runs eagerly.",
-            UserWarning,
-            stacklevel=caller_stacklevel(),
-        )
-
-    def __call__(self, x: Tensor) -> list[Tensor]:
-        if self.batch_size is None:
-            self.batch_size = x.shape[0]
-            try:
-                self.compiled = torch.compile(
-                    self._losses_method(x), dynamic=False, options=_COMPILE_OPTIONS
-                )
-            except Exception as exc:  # e.g. a Python version this torch cannot compile for
-                self._fall_back(exc)
-        if self.compiled is not None and x.shape[0] == self.batch_size:
-            try:
-                return self.compiled(x)
-            except Exception as exc:  # the eager call below raises again if x is at fault
-                self._fall_back(exc)
-        return self.eager(x)
 
 
 def _fetch(data, index: Tensor, shape: tuple[int, int], device: torch.device) -> Tensor:
@@ -302,140 +235,30 @@ def train(
     A ``KeyboardInterrupt`` ends training after the current step with a warning; the model
     keeps the parameters reached (``result.interrupted``).
     """
-    device = stack.top.means.device
-    if device.type == "cpu":
-        retain_freed_memory()  # no page faults for every step's temporaries
-    if shape is None:
-        shape = (stack.input_shape[0] * stack.input_shape[1], stack.input_shape[2])
-    state = new_state(stack, config) if state is None else state
-    layers = stack.gmm_layers
-    n_total = len(data)
-    if torch.is_tensor(data):
-        low, high = float(data.min()), float(data.max())
-    else:
-        low, high = float(np.min(data)), float(np.max(data))
-
-    # Validation split (early stopping): a random subset, fixed for the whole fit.
-    n_val = 0
-    train_index = torch.arange(n_total)
-    if config.early_stopping and not single_pass:
-        n_val = math.ceil(config.validation_fraction * n_total)
-        if not 1 <= n_val < n_total:
-            raise ValueError(
-                f"validation_fraction={config.validation_fraction} leaves {n_val} of "
-                f"{n_total} samples for validation; need at least one on each side."
-            )
-        order = torch.randperm(n_total, generator=generator)
-        val_index, train_index = order[:n_val], order[n_val:]
-    n_samples = len(train_index)
-    batch_size = min(config.batch_size, n_samples)
-    n_batches = math.ceil(n_samples / batch_size)
-
-    optimizers = []
-    for layer, schedule in zip(layers, state.schedules):
-        optimizer = torch.optim.SGD(layer.param_groups(config.learning_rate))
-        _set_learning_rate(optimizer, schedule.learning_rate)
-        optimizers.append(optimizer)
-
-    # Data-parallel (torchrun + torch.distributed): every rank holds the same data and model
-    # and takes its share of every batch; gradients and losses are summed over the ranks, so
-    # every rank takes the same steps as one process on the whole batch would.
-    dist, rank, world = _process_group()
-    if dist is not None:
-        _synchronise(dist, stack, generator, n_total)
-
-    training_losses = _CompiledLosses(stack) if config.compile else stack.training_losses
+    run = _Run.start(stack, data, config, generator, state, shape, single_pass)
     result = TrainingResult(history={key: [] for key in _HISTORY_KEYS})
-    best_loss, no_improvement = math.inf, 0
-    best_score, best_params = -math.inf, None
+    stopper = _Convergence(config.tol, config.n_iter_no_change)
     n_epochs = 1 if single_pass else config.max_iter
-    progress = _Progress(config.verbose if rank == 0 else 0)
-    update_every = max(1, n_batches // 20)
     stack.train()
     try:
         for epoch in range(n_epochs):
             tic = time.perf_counter()
-            epoch0 = state.epochs
-            progress.start(epoch + 1, n_epochs, n_samples)
-            perm = train_index[torch.randperm(n_samples, generator=generator)]
-            if torch.is_tensor(data):  # indices on the data's device once per epoch
-                perm = perm.to(data.device)
-            layer_sums = torch.zeros(len(layers), device=device)
-            for b, start in enumerate(range(0, n_samples, batch_size)):
-                rows = perm[start : start + batch_size]
-                n_rows = len(rows)
-                if dist is not None:
-                    rows = rows.tensor_split(world)[rank]
-                batch = _fetch(data, rows, shape, device)
-                active = [state.epochs >= first for first in state.starts]
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                if len(rows):
-                    losses = training_losses(batch)
-                    objective = sum(loss for loss, on in zip(losses, active) if on)
-                    if torch.is_tensor(objective):  # at least one layer is learning
-                        (-objective * (len(rows) / n_rows)).backward()
-                    stacked = torch.stack(losses).detach()
-                else:  # a last batch smaller than the number of ranks
-                    stacked = torch.zeros(len(layers), device=device)
-                if dist is not None:
-                    stacked = _all_reduce_step(dist, layers, stacked * (len(rows) / n_rows))
-                    losses = list(stacked)
-                state.epochs = epoch0 + (b + 1) / n_batches
-                for layer, optimizer, schedule, loss, on, first in zip(
-                    layers, optimizers, state.schedules, losses, active, state.starts
-                ):
-                    if not on:
-                        continue
-                    optimizer.step()
-                    layer.project_()
-                    sigma, learning_rate = schedule.step(loss.detach(), at=state.epochs - first)
-                    layer.set_sigma(sigma)
-                    _set_learning_rate(optimizer, learning_rate)
-                layer_sums += stacked * n_rows
-                progress.update(n_rows, stacked.sum() if b % update_every == 0 else None)
-            layer_losses = [-v / n_samples for v in layer_sums.tolist()]
+            run.progress.start(epoch + 1, n_epochs, run.n_samples)
+            layer_losses = run.epoch()
             epoch_loss = sum(layer_losses)
-            if not math.isfinite(epoch_loss):
-                raise ValueError(
-                    f"Training diverged: the loss became {epoch_loss} in epoch {epoch + 1}. "
-                    f"Lower learning_rate (got {config.learning_rate}) or rescale the data "
-                    "to [0, 1]."
-                )
-            annealed = all(s.finished for s in state.schedules)
-            score = math.nan
-            if n_val:
-                score = _objective(stack, data, val_index, shape, device)
-                if annealed and score > best_score:  # only annealed objectives compare
-                    best_score = score
-                    best_params = copy.deepcopy(stack.state_dict())
-            seconds = max(time.perf_counter() - tic, 1e-12)
-            _record(result, epoch_loss, layer_losses, state, n_samples / seconds, score)
-            sigmas = [s.sigma for s in state.schedules]
-            rates = [s.learning_rate for s in state.schedules]
-            line = (
-                f"Epoch {epoch + 1}/{n_epochs}: loss={epoch_loss:.6g}, "
-                f"sigma=[{', '.join(f'{v:.3g}' for v in sigmas)}], lr={rates[-1]:.3g}, "
-                f"{n_samples / seconds:,.0f} images/s"
-                + (f", validation score={score:.6g}" if n_val else "")
-            )
-            postfix = {"loss": f"{epoch_loss:.5g}", "sigma": f"{sigmas[-1]:.3g}"}
-            if n_val:
-                postfix["val"] = f"{score:.5g}"
-            progress.end(line, postfix)
+            _check_finite(epoch_loss, epoch, config)
+            annealed = all(s.finished for s in run.state.schedules)
+            score = run.validate(annealed)
+            speed = run.n_samples / max(time.perf_counter() - tic, 1e-12)
+            _record(result, epoch_loss, layer_losses, run.state, speed, score)
+            run.report(epoch, n_epochs, epoch_loss, speed, score)
             if single_pass or not annealed:
                 continue  # convergence is judged only once annealing has ended
             # Early stopping watches the validation score, otherwise the training loss.
-            current = -score if n_val else epoch_loss
-            if current > best_loss - config.tol * abs(best_loss):
-                no_improvement += 1
-            else:
-                no_improvement = 0
-            best_loss = min(best_loss, current)
-            if no_improvement >= config.n_iter_no_change:
+            if stopper.update(-score if run.n_val else epoch_loss):
                 result.converged = True
                 if config.verbose:
-                    what = "validation score" if n_val else "training loss"
+                    what = "validation score" if run.n_val else "training loss"
                     print(
                         f"Converged: {what} did not improve more than tol={config.tol} "
                         f"(relative) for {config.n_iter_no_change} consecutive epochs.",
@@ -444,7 +267,7 @@ def train(
                 break
     except KeyboardInterrupt:
         result.interrupted = True
-        for layer in layers:  # a step may have been cut between the update and the projection
+        for layer in run.layers:  # a step may have been cut between the update and the projection
             layer.project_()
         warnings.warn(
             f"Training interrupted by the user after {result.n_iter} complete epoch(s); the "
@@ -453,22 +276,10 @@ def train(
             stacklevel=caller_stacklevel(),
         )
     finally:
-        progress.close()
+        run.progress.close()
         stack.eval()
         stack.zero_grad(set_to_none=True)  # the fitted model carries no stale gradients
-
-    if best_params is not None:  # early stopping: keep the best validated parameters
-        stack.load_state_dict(best_params)
-        result.best_validation_score = best_score
-    # Overshooting steps can leave means far outside the data with a finite loss: refuse to
-    # return such a model (transient excursions that training recovers from are fine).
-    diverged = stack.diverged_layers(low, high)
-    if diverged:
-        raise ValueError(
-            f"Training diverged: the means of layer(s) {diverged} ended far outside the range "
-            f"of their inputs. Lower learning_rate (got {config.learning_rate}) or the GMM "
-            "specs' lr_means."
-        )
+    run.finish(result)
     if not (result.converged or result.interrupted or single_pass):
         warnings.warn(
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "
@@ -477,6 +288,180 @@ def train(
             stacklevel=caller_stacklevel(),
         )
     return result
+
+
+def _check_finite(epoch_loss: float, epoch: int, config: TrainingConfig) -> None:
+    """Refuse a non-finite epoch loss: training never returns a model with NaN parameters."""
+    if not math.isfinite(epoch_loss):
+        raise ValueError(
+            f"Training diverged: the loss became {epoch_loss} in epoch {epoch + 1}. "
+            f"Lower learning_rate (got {config.learning_rate}) or rescale the data "
+            "to [0, 1]."
+        )
+
+
+class _Convergence:
+    """The ``tol`` / ``n_iter_no_change`` rule of scikit-learn's MLP on a loss to minimise."""
+
+    def __init__(self, tol: float, n_iter_no_change: int) -> None:
+        self.tol, self.patience = tol, n_iter_no_change
+        self.best, self.no_improvement = math.inf, 0
+
+    def update(self, current: float) -> bool:
+        """Record one epoch's loss; whether it is ``patience`` epochs without improvement."""
+        if current > self.best - self.tol * abs(self.best):
+            self.no_improvement += 1
+        else:
+            self.no_improvement = 0
+        self.best = min(self.best, current)
+        return self.no_improvement >= self.patience
+
+
+class _Run:
+    """What one call of :func:`train` works with: the data split, optimisers, process group.
+
+    :meth:`epoch` runs one pass of SGD steps, :meth:`validate` the early-stopping objective,
+    :meth:`finish` restores the best validated parameters and checks for divergence.
+    """
+
+    @classmethod
+    def start(cls, stack, data, config, generator, state, shape, single_pass) -> _Run:
+        run = cls()
+        run.stack, run.data, run.config, run.generator = stack, data, config, generator
+        run.device = stack.top.means.device
+        if run.device.type == "cpu":
+            retain_freed_memory()  # no page faults for every step's temporaries
+        if shape is None:
+            shape = (stack.input_shape[0] * stack.input_shape[1], stack.input_shape[2])
+        run.shape = shape
+        run.state = new_state(stack, config) if state is None else state
+        run.layers = stack.gmm_layers
+        if torch.is_tensor(data):
+            run.low, run.high = float(data.min()), float(data.max())
+        else:
+            run.low, run.high = float(np.min(data)), float(np.max(data))
+        run._split(len(data), config.early_stopping and not single_pass)
+        run.batch_size = min(config.batch_size, run.n_samples)
+        run.n_batches = math.ceil(run.n_samples / run.batch_size)
+        run.optimizers = []
+        for layer, schedule in zip(run.layers, run.state.schedules):
+            optimizer = torch.optim.SGD(layer.param_groups(config.learning_rate))
+            _set_learning_rate(optimizer, schedule.learning_rate)
+            run.optimizers.append(optimizer)
+        # Data-parallel (torchrun + torch.distributed): every rank holds the same data and model
+        # and takes its share of every batch; gradients and losses are summed over the ranks, so
+        # every rank takes the same steps as one process on the whole batch would.
+        run.dist, run.rank, run.world = _process_group()
+        if run.dist is not None:
+            _synchronise(run.dist, stack, generator, len(data))
+        run.losses = CompiledLosses(stack) if config.compile else stack.training_losses
+        run.progress = _Progress(config.verbose if run.rank == 0 else 0)
+        run.best_score, run.best_params = -math.inf, None
+        return run
+
+    def _split(self, n_total: int, validate: bool) -> None:
+        """Validation split (early stopping): a random subset, fixed for the whole fit."""
+        self.n_val, self.train_index = 0, torch.arange(n_total)
+        if validate:
+            fraction = self.config.validation_fraction
+            self.n_val = math.ceil(fraction * n_total)
+            if not 1 <= self.n_val < n_total:
+                raise ValueError(
+                    f"validation_fraction={fraction} leaves {self.n_val} of "
+                    f"{n_total} samples for validation; need at least one on each side."
+                )
+            order = torch.randperm(n_total, generator=self.generator)
+            self.val_index, self.train_index = order[: self.n_val], order[self.n_val :]
+        self.n_samples = len(self.train_index)
+
+    def epoch(self) -> list[float]:
+        """One shuffled pass of SGD steps; every GMM layer's mean loss over the pass."""
+        state, n_samples, batch_size = self.state, self.n_samples, self.batch_size
+        epoch0 = state.epochs
+        perm = self.train_index[torch.randperm(n_samples, generator=self.generator)]
+        if torch.is_tensor(self.data):  # indices on the data's device once per epoch
+            perm = perm.to(self.data.device)
+        layer_sums = torch.zeros(len(self.layers), device=self.device)
+        update_every = max(1, self.n_batches // 20)
+        for b, start in enumerate(range(0, n_samples, batch_size)):
+            rows = perm[start : start + batch_size]
+            n_rows = len(rows)
+            stacked = self._step(rows, at=epoch0 + (b + 1) / self.n_batches)
+            layer_sums += stacked * n_rows
+            self.progress.update(n_rows, stacked.sum() if b % update_every == 0 else None)
+        return [-v / n_samples for v in layer_sums.tolist()]
+
+    def _step(self, rows: Tensor, at: float) -> Tensor:
+        """One SGD step of every active GMM layer on ``rows``; the layers' batch losses."""
+        state, dist, n_rows = self.state, self.dist, len(rows)
+        if dist is not None:
+            rows = rows.tensor_split(self.world)[self.rank]
+        batch = _fetch(self.data, rows, self.shape, self.device)
+        active = [state.epochs >= first for first in state.starts]
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        if len(rows):
+            losses = self.losses(batch)
+            objective = sum(loss for loss, on in zip(losses, active) if on)
+            if torch.is_tensor(objective):  # at least one layer is learning
+                (-objective * (len(rows) / n_rows)).backward()
+            stacked = torch.stack(losses).detach()
+        else:  # a last batch smaller than the number of ranks
+            stacked = torch.zeros(len(self.layers), device=self.device)
+        if dist is not None:
+            stacked = _all_reduce_step(dist, self.layers, stacked * (len(rows) / n_rows))
+            losses = list(stacked)
+        state.epochs = at
+        for layer, optimizer, schedule, loss, on, first in zip(
+            self.layers, self.optimizers, state.schedules, losses, active, state.starts
+        ):
+            if not on:
+                continue
+            optimizer.step()
+            layer.project_()
+            sigma, learning_rate = schedule.step(loss.detach(), at=state.epochs - first)
+            layer.set_sigma(sigma)
+            _set_learning_rate(optimizer, learning_rate)
+        return stacked
+
+    def validate(self, annealed: bool) -> float:
+        """The validation objective (NaN without early stopping); keeps the best parameters."""
+        if not self.n_val:
+            return math.nan
+        score = _objective(self.stack, self.data, self.val_index, self.shape, self.device)
+        if annealed and score > self.best_score:  # only annealed objectives compare
+            self.best_score = score
+            self.best_params = copy.deepcopy(self.stack.state_dict())
+        return score
+
+    def report(self, epoch: int, n_epochs: int, loss: float, speed: float, score: float) -> None:
+        """The end of an epoch on the progress bar or as a plain line."""
+        sigmas = [s.sigma for s in self.state.schedules]
+        rates = [s.learning_rate for s in self.state.schedules]
+        line = (
+            f"Epoch {epoch + 1}/{n_epochs}: loss={loss:.6g}, "
+            f"sigma=[{', '.join(f'{v:.3g}' for v in sigmas)}], lr={rates[-1]:.3g}, "
+            f"{speed:,.0f} images/s" + (f", validation score={score:.6g}" if self.n_val else "")
+        )
+        postfix = {"loss": f"{loss:.5g}", "sigma": f"{sigmas[-1]:.3g}"}
+        if self.n_val:
+            postfix["val"] = f"{score:.5g}"
+        self.progress.end(line, postfix)
+
+    def finish(self, result: TrainingResult) -> None:
+        """Keep the best validated parameters; refuse a model whose means ran away."""
+        if self.best_params is not None:  # early stopping: keep the best validated parameters
+            self.stack.load_state_dict(self.best_params)
+            result.best_validation_score = self.best_score
+        # Overshooting steps can leave means far outside the data with a finite loss: refuse to
+        # return such a model (transient excursions that training recovers from are fine).
+        diverged = self.stack.diverged_layers(self.low, self.high)
+        if diverged:
+            raise ValueError(
+                f"Training diverged: the means of layer(s) {diverged} ended far outside the "
+                f"range of their inputs. Lower learning_rate (got {self.config.learning_rate}) "
+                "or the GMM specs' lr_means."
+            )
 
 
 def _all_reduce_step(dist, layers, losses: Tensor) -> Tensor:

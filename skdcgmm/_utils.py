@@ -1,4 +1,4 @@
-"""Device resolution, numpy <-> torch conversion and CPU memory-allocator tuning."""
+"""Device resolution, numpy <-> torch conversion, random streams and CPU memory-allocator tuning."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ import sys
 import numpy as np
 import torch
 
-__all__ = ["caller_stacklevel", "resolve_device", "retain_freed_memory", "to_tensor"]
+__all__ = [
+    "MAX_SEED",
+    "caller_stacklevel",
+    "draw_generator",
+    "resolve_device",
+    "retain_freed_memory",
+    "to_tensor",
+]
+
+#: Seeds are drawn below this bound (what ``RandomState.randint`` accepts on every platform).
+MAX_SEED = 2**31 - 1
 
 #: Folder of this package: frames from its files are skipped by :func:`caller_stacklevel`.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -48,6 +58,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def to_tensor(X: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Copy ``X`` into a new tensor on ``device`` (never shares memory with the caller's array)."""
     return torch.tensor(np.asarray(X), dtype=dtype, device=device)
+
+
+def draw_generator(seeds: dict, n_calls: dict, kind: str, device) -> torch.Generator:
+    """The generator of the next ``kind`` call of a fitted estimator; counts it in ``n_calls``.
+
+    ``seeds[kind]`` is drawn once per fit from its ``random_state``; every later call of the
+    same kind (continued fits, sampling) gets a new, reproducible stream.
+    """
+    seed = (seeds[kind] + 7919 * n_calls[kind]) % MAX_SEED
+    n_calls[kind] += 1
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 @functools.cache

@@ -11,7 +11,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.utils._testing import assert_allclose
 
 from skdcgmm import DeepConvGMM
-from skdcgmm._estimator import _PICKLE_FORMAT
+from skdcgmm._persistence import PICKLE_FORMAT as _PICKLE_FORMAT
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("deepconvgmm_format*.pkl"))
 
