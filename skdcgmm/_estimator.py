@@ -23,6 +23,7 @@ from sklearn.base import (
     DensityMixin,
     TransformerMixin,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -120,6 +121,10 @@ class DeepConvGMM(
         ``tol * |best|`` for ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=5
         Epochs without improvement before stopping.
+    n_init : int, default=1
+        Number of fits from different random initialisations; the one with the highest
+        ``lower_bound_`` (training objective) is kept, as in ``GaussianMixture``. Continued
+        fits (``warm_start``, ``partial_fit``) train the fitted model once.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (a random subset) and judge
         convergence on its objective (the summed annealed log-likelihood per sample, the
@@ -186,9 +191,18 @@ class DeepConvGMM(
         ``None`` when none was reached or without ``early_stopping``.
     converged_ : bool
         Whether the last fit stopped by the ``tol`` criterion.
-    means_, weights_, precisions_, covariances_ : ndarray
+    lower_bound_ : float
+        The training objective of the kept parameters: the mean over the training samples
+        of the annealed max-component log-likelihoods, summed over GMM layers, in the last
+        epoch (the best validated one with ``early_stopping``); the negated last entry of
+        ``loss_curve_``. Once annealed, the max-component term of a GMM layer is a lower
+        bound of its log-likelihood, so for the flat model this approximates from below
+        the mean ``score`` of the training data (its parameters moved during the epoch).
+        ``n_init`` keeps the start with the highest value.
+    means_, weights_, precisions_, covariances_, precisions_cholesky_ : ndarray
         Parameters of the top GMM layer: means ``(K, D)``, mixing weights ``(K,)``, diagonal
-        precisions and variances ``(K, D)`` (as in ``GaussianMixture(covariance_type="diag")``).
+        precisions, variances and inverse standard deviations ``(K, D)`` (as in
+        ``GaussianMixture(covariance_type="diag")``).
 
     See Also
     --------
@@ -222,6 +236,7 @@ class DeepConvGMM(
         "annealing": [StrOptions({"time", "plateau"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "device": [str, torch.device],
@@ -245,6 +260,7 @@ class DeepConvGMM(
         annealing: str = "time",
         tol: float = 1e-4,
         n_iter_no_change: int = 5,
+        n_init: int = 1,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         device="auto",
@@ -264,6 +280,7 @@ class DeepConvGMM(
         self.annealing = annealing
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.n_init = n_init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.device = device
@@ -346,17 +363,19 @@ class DeepConvGMM(
         device = resolve_device(self.device)
         specs = self._resolve_specs(image_shape, partial=partial, continuing=continuing)
         config = self._training_config(specs, n_samples, partial=partial, continuing=continuing)
-        stack, state, generator, streams = self._start(
-            specs, image_shape, device, partial=partial, continuing=continuing
-        )
-        check_layer_index(self.transform_layer, len(stack.layers))
+        check_layer_index(self.transform_layer, len(specs))  # one engine layer per spec
         shape = positions(image_shape)
         if streamed:
             data = X  # batches are copied to the device one at a time
         else:
             data = to_tensor(X, device, torch.float32).view(n_samples, *shape)
-        state = new_state(stack, config) if state is None else state
-        result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
+        if continuing:
+            stack, state, generator, streams = self._continue(device, partial=partial)
+            result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
+        else:
+            stack, state, result, streams = self._best_of_inits(
+                specs, image_shape, device, data, config, shape
+            )
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)
         low, high = column_range(X)
@@ -424,24 +443,46 @@ class DeepConvGMM(
             compile=self.compile,
         )
 
-    def _start(self, specs: tuple, image_shape, device, *, partial: bool, continuing: bool):
-        """``(stack, state, generator, (seeds, n_calls))`` to train from.
+    def _continue(self, device, *, partial: bool):
+        """``(stack, state, generator, (seeds, n_calls))`` to continue the fitted model from.
 
-        A new model is built from ``random_state``; a continued one is a copy of the fitted
-        stack (the old model and its random streams stay intact if training fails).
+        The stack is a copy, so the old model and its random streams stay intact if training
+        fails.
         """
-        if continuing:
-            seeds, n_calls = self._seeds, dict(self._n_calls)
-            generator = draw_generator(seeds, n_calls, "fit", torch.device("cpu"))
-            stack = copy.deepcopy(self.module_).to(device)
-            state = copy.deepcopy(self._training_state) if partial else None
-            return stack, state, generator, (seeds, n_calls)
+        seeds, n_calls = self._seeds, dict(self._n_calls)
+        generator = draw_generator(seeds, n_calls, "fit", torch.device("cpu"))
+        stack = copy.deepcopy(self.module_).to(device)
+        state = copy.deepcopy(self._training_state) if partial else None
+        return stack, state, generator, (seeds, n_calls)
+
+    def _best_of_inits(self, specs, image_shape, device, data, config, shape):
+        """Train ``n_init`` new models from ``random_state``; keep the best by lower bound.
+
+        Returns ``(stack, state, result, (seeds, n_calls))``. With several starts, one
+        ``ConvergenceWarning`` is given, when the kept model did not converge.
+        """
         rng = check_random_state(self.random_state)
-        generator = torch.Generator().manual_seed(int(rng.randint(MAX_SEED)))
-        stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
+        best = None
+        for _ in range(self.n_init):
+            generator = torch.Generator().manual_seed(int(rng.randint(MAX_SEED)))
+            stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
+            state = new_state(stack, config)
+            result = train(
+                stack, data, config, generator, state, shape=shape, warn=self.n_init == 1
+            )
+            if best is None or result.lower_bound > best[2].lower_bound:
+                best = (stack, state, result)
+        stack, state, result = best
+        if self.n_init > 1 and not (result.converged or result.interrupted):
+            warnings.warn(
+                f"DeepConvGMM: the best of n_init={self.n_init} starts reached max_iter="
+                f"{self.max_iter} without converging.",
+                ConvergenceWarning,
+                stacklevel=caller_stacklevel(),
+            )
         # Seeds of the generators of later calls: new draws per call, reproducible per fit.
         seeds = {kind: int(rng.randint(MAX_SEED)) for kind in ("fit", "sample")}
-        return stack, None, generator, (seeds, {"fit": 0, "sample": 0})
+        return stack, state, result, (seeds, {"fit": 0, "sample": 0})
 
     def _set_fitted(self, stack, state, streams, specs, image_shape, device) -> None:
         self.module_ = stack
@@ -463,6 +504,8 @@ class DeepConvGMM(
             self.n_iter_ = result.n_iter
         self.history_ = history
         self.loss_curve_ = (self.loss_curve_ if continuing else []) + result.loss_curve
+        if result.loss_curve or not continuing:
+            self.lower_bound_ = result.lower_bound
         if not partial:
             self.converged_ = result.converged
         elif not continuing:
@@ -590,6 +633,61 @@ class DeepConvGMM(
         """
         return float(self.score_samples(X).mean())
 
+    def bic(self, X) -> float:
+        """Bayesian information criterion of a flat model on ``X`` (lower is better).
+
+        ``-2 * score(X) * n_samples + n_parameters * log(n_samples)``, as
+        ``GaussianMixture.bic``, with ``n_parameters`` the means, variances and free mixing
+        weights of the diagonal GMM. Defined for flat models only (one GMM layer over the
+        whole image): a deep model's ``score_samples`` is the top layer's log-likelihood of
+        the responsibilities below, not a density of the images, so information criteria
+        computed from it would not compare models; a ``ValueError`` says so.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        bic : float
+        """
+        n_params, n = self._n_parameters("bic"), self._n_rows(X)
+        return -2.0 * self.score(X) * n + n_params * math.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion of a flat model on ``X`` (lower is better).
+
+        ``-2 * score(X) * n_samples + 2 * n_parameters``, as ``GaussianMixture.aic``; flat
+        models only (see :meth:`bic`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        aic : float
+        """
+        n_params, n = self._n_parameters("aic"), self._n_rows(X)
+        return -2.0 * self.score(X) * n + 2.0 * n_params
+
+    def _n_parameters(self, caller: str) -> int:
+        """Free parameters of a flat model: ``2 K D + K - 1`` (means, variances, weights)."""
+        check_is_fitted(self)
+        if len(self.module_.gmm_layers) != 1 or self.module_.top.input_shape[:2] != (1, 1):
+            raise ValueError(
+                f"{caller}() needs a flat model (layers='flat'): for a deep model, "
+                "score_samples is the top layer's log-likelihood of the responsibilities "
+                "below, not the log-density of the images, so an information criterion "
+                "computed from it does not compare models."
+            )
+        k, d = self.module_.top.n_components, self.module_.top.input_shape[2]
+        return 2 * k * d + k - 1
+
+    @staticmethod
+    def _n_rows(X) -> int:
+        return X.shape[0] if hasattr(X, "shape") else len(X)
+
     # ------------------------------------------------------------------ fitted views
     def _top_param(self, name: str) -> np.ndarray:
         check_is_fitted(self)
@@ -610,6 +708,12 @@ class DeepConvGMM(
     def covariances_(self) -> np.ndarray:
         """Diagonal variances of the top GMM layer."""
         return 1.0 / self.precisions_
+
+    @property
+    def precisions_cholesky_(self) -> np.ndarray:
+        """Inverse standard deviations of the top GMM layer (``GaussianMixture``'s diagonal
+        ``precisions_cholesky_``): the engine's own parameters."""
+        return self._top_param("precisions")
 
     @property
     def weights_(self) -> np.ndarray:

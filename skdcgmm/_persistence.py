@@ -56,6 +56,9 @@ class PersistenceMixin:
         for name, param in inspect.signature(type(self).__init__).parameters.items():
             if param.default is not param.empty:
                 state.setdefault(name, param.default)
+        # Fitted attributes added after the model was saved, derived from what it holds.
+        if state.get("loss_curve_"):
+            state.setdefault("lower_bound_", -state["loss_curve_"][-1])
         super().__setstate__(state)
         if module_state is not None:
             try:

@@ -78,6 +78,9 @@ class TrainingResult:
     converged: bool = False
     interrupted: bool = False
     best_validation_score: float | None = None
+    #: The objective (negated loss) of the epoch whose parameters are kept: the last one, or
+    #: the best validated one with early stopping.
+    lower_bound: float = -math.inf
 
 
 def new_state(stack: DCGMMStack, config: TrainingConfig) -> TrainingState:
@@ -209,6 +212,7 @@ def train(
     *,
     shape: tuple[int, int] | None = None,
     single_pass: bool = False,
+    warn: bool = True,
 ) -> TrainingResult:
     """Fit ``stack`` on ``data`` in place; return the loss curve and per-epoch history.
 
@@ -228,6 +232,8 @@ def train(
     single_pass : bool, default=False
         One pass, no convergence test, no early stopping, no ``ConvergenceWarning``
         (``partial_fit``).
+    warn : bool, default=True
+        Give a ``ConvergenceWarning`` when ``max_iter`` epochs end unconverged.
 
     ``loss_curve`` holds one value per epoch: the negated annealed log-likelihood summed over GMM
     layers, averaged over the epoch's samples (lower is better). Raises ``ValueError`` as soon
@@ -248,7 +254,7 @@ def train(
             epoch_loss = sum(layer_losses)
             _check_finite(epoch_loss, epoch, config)
             annealed = all(s.finished for s in run.state.schedules)
-            score = run.validate(annealed)
+            score = run.validate(annealed, epoch)
             speed = run.n_samples / max(time.perf_counter() - tic, 1e-12)
             _record(result, epoch_loss, layer_losses, run.state, speed, score)
             run.report(epoch, n_epochs, epoch_loss, speed, score)
@@ -280,7 +286,7 @@ def train(
         stack.eval()
         stack.zero_grad(set_to_none=True)  # the fitted model carries no stale gradients
     run.finish(result)
-    if not (result.converged or result.interrupted or single_pass):
+    if warn and not (result.converged or result.interrupted or single_pass):
         warnings.warn(
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "
             "has not converged yet.",
@@ -424,13 +430,13 @@ class _Run:
             _set_learning_rate(optimizer, learning_rate)
         return stacked
 
-    def validate(self, annealed: bool) -> float:
+    def validate(self, annealed: bool, epoch: int) -> float:
         """The validation objective (NaN without early stopping); keeps the best parameters."""
         if not self.n_val:
             return math.nan
         score = _objective(self.stack, self.data, self.val_index, self.shape, self.device)
         if annealed and score > self.best_score:  # only annealed objectives compare
-            self.best_score = score
+            self.best_score, self.best_epoch = score, epoch
             self.best_params = copy.deepcopy(self.stack.state_dict())
         return score
 
@@ -450,9 +456,12 @@ class _Run:
 
     def finish(self, result: TrainingResult) -> None:
         """Keep the best validated parameters; refuse a model whose means ran away."""
+        if result.loss_curve:
+            result.lower_bound = -result.loss_curve[-1]
         if self.best_params is not None:  # early stopping: keep the best validated parameters
             self.stack.load_state_dict(self.best_params)
             result.best_validation_score = self.best_score
+            result.lower_bound = -result.loss_curve[self.best_epoch]
         # Overshooting steps can leave means far outside the data with a finite loss: refuse to
         # return such a model (transient excursions that training recovers from are fine).
         diverged = self.stack.diverged_layers(self.low, self.high)

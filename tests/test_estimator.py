@@ -669,3 +669,67 @@ def test_verbose_prints_progress(blobs, capsys, monkeypatch):
     _fit(X, max_iter=2, verbose=1)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"]
+
+
+# ---------------------------------------------------------------- GaussianMixture parity
+def test_bic_and_aic_follow_gaussian_mixture_formulas(blobs):
+    X, _, _ = blobs
+    model = _fit(X, layers="flat")
+    em = GaussianMixture(4, covariance_type="diag").fit(X)
+    n_params = em._n_parameters()  # 2 K D + K - 1 for diagonal covariances
+    n = len(X)
+    assert model.bic(X) == pytest.approx(-2 * model.score(X) * n + n_params * np.log(n))
+    assert model.aic(X) == pytest.approx(-2 * model.score(X) * n + 2 * n_params)
+    # Four blobs: four components explain them better than one, despite the extra parameters.
+    assert model.bic(X) < _fit(X, n_components=1).bic(X)
+
+
+def test_bic_and_aic_refuse_deep_models():
+    model = DeepConvGMM(3, max_iter=2, random_state=0).fit(_digits(200))
+    for criterion in (model.bic, model.aic):
+        with pytest.raises(ValueError, match="flat model"):
+            criterion(_digits(200))
+
+
+def test_lower_bound_is_the_kept_epochs_objective(blobs):
+    X, _, _ = blobs
+    model = _fit(X, max_iter=10)
+    assert model.lower_bound_ == pytest.approx(-model.loss_curve_[-1])
+    # Annealed, the flat model's max-component objective is (nearly) a lower bound of score.
+    assert model.lower_bound_ <= model.score(X) + 1e-2
+    stopped = DeepConvGMM(6, layers="flat", max_iter=40, early_stopping=True, random_state=0).fit(
+        _digits(500)
+    )
+    best = int(np.nanargmax(np.where(np.isnan(stopped.validation_scores_), -np.inf,
+                                     stopped.validation_scores_)))  # fmt: skip
+    assert stopped.lower_bound_ == pytest.approx(-stopped.loss_curve_[best])
+
+
+def test_n_init_keeps_the_best_start_reproducibly(monkeypatch):
+    import skdcgmm._estimator as estimator_module
+
+    X = _digits(400)
+    starts = []
+
+    def recording_train(*args, **kwargs):
+        result = train(*args, **kwargs)
+        starts.append((result.lower_bound, args[0].top.means.detach().clone()))
+        return result
+
+    train = estimator_module.train
+    monkeypatch.setattr(estimator_module, "train", recording_train)
+    best = DeepConvGMM(8, layers="flat", max_iter=6, n_init=4, random_state=0).fit(X)
+    assert len(starts) == 4 and len({round(b, 6) for b, _ in starts}) > 1  # starts differ
+    kept = max(range(4), key=lambda i: starts[i][0])
+    assert best.lower_bound_ == starts[kept][0]
+    assert_allclose(best.means_, starts[kept][1][0].double().numpy(), rtol=0, atol=0)
+    monkeypatch.undo()
+    again = DeepConvGMM(8, layers="flat", max_iter=6, n_init=4, random_state=0).fit(X)
+    assert_allclose(best.means_, again.means_, rtol=0, atol=0)
+    # The first start is the one n_init=1 makes.
+    single = DeepConvGMM(8, layers="flat", max_iter=6, random_state=0).fit(X)
+    assert single.lower_bound_ == starts[0][0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        DeepConvGMM(8, layers="flat", max_iter=2, n_init=3, random_state=0).fit(X)
+    assert sum(issubclass(w.category, ConvergenceWarning) for w in caught) == 1
