@@ -374,7 +374,7 @@ class DeepConvGMM(
             result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
         else:
             stack, state, result, streams = self._best_of_inits(
-                specs, image_shape, device, data, config, shape
+                specs, image_shape, device, data, config, shape, partial=partial
             )
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)
@@ -455,25 +455,34 @@ class DeepConvGMM(
         state = copy.deepcopy(self._training_state) if partial else None
         return stack, state, generator, (seeds, n_calls)
 
-    def _best_of_inits(self, specs, image_shape, device, data, config, shape):
+    def _best_of_inits(self, specs, image_shape, device, data, config, shape, *, partial: bool):
         """Train ``n_init`` new models from ``random_state``; keep the best by lower bound.
 
         Returns ``(stack, state, result, (seeds, n_calls))``. With several starts, one
-        ``ConvergenceWarning`` is given, when the kept model did not converge.
+        ``ConvergenceWarning`` is given, when the kept model did not converge. The first call
+        of ``partial_fit`` makes one start and one pass.
         """
         rng = check_random_state(self.random_state)
+        n_init = 1 if partial else self.n_init
         best = None
-        for _ in range(self.n_init):
+        for _ in range(n_init):
             generator = torch.Generator().manual_seed(int(rng.randint(MAX_SEED)))
             stack = build_stack(specs, image_shape, self.n_components, generator).to(device)
             state = new_state(stack, config)
             result = train(
-                stack, data, config, generator, state, shape=shape, warn=self.n_init == 1
+                stack,
+                data,
+                config,
+                generator,
+                state,
+                shape=shape,
+                single_pass=partial,
+                warn=n_init == 1,
             )
             if best is None or result.lower_bound > best[2].lower_bound:
                 best = (stack, state, result)
         stack, state, result = best
-        if self.n_init > 1 and not (result.converged or result.interrupted):
+        if n_init > 1 and not (result.converged or result.interrupted):
             warnings.warn(
                 f"DeepConvGMM: the best of n_init={self.n_init} starts reached max_iter="
                 f"{self.max_iter} without converging.",

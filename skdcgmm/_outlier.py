@@ -124,6 +124,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         annealing: str = "time",
         tol: float = 1e-4,
         n_iter_no_change: int = 5,
+        n_init: int = 1,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         device="auto",
@@ -144,6 +145,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.annealing = annealing
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.n_init = n_init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.device = device

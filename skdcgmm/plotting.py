@@ -17,6 +17,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils.validation import check_is_fitted
 
+from ._input import validate_images
 from .nn import GMMLayer
 from .nn.sampling import prototypes
 
@@ -319,7 +320,7 @@ def plot_responsibilities(estimator, image, *, figsize=None):
             f"{getattr(image, 'shape', type(image))}."
         )
     # Checked (size, finite values) before any figure is made.
-    X, _ = estimator._validate_images(image.reshape(1, -1), reset=False)
+    X, _ = validate_images(estimator, image.reshape(1, -1), reset=False)
     stack = estimator.module_
     gmm_indices = _gmm_indices(estimator)
     n_panels = 1 + len(gmm_indices)

@@ -411,18 +411,20 @@ def digits_model():
 
 def test_sample_conditional_clipped_and_reproducible(digits_model):
     model, X = digits_model
-    samples, comps = model.sample(12, components=[0, 3] * 6, noise_divisor=5, top_s=2)
+    samples, comps = model.sample(
+        12, components=[0, 3] * 6, sampler="exact", noise_divisor=5, top_s=2
+    )
     assert comps.tolist() == [0, 3] * 6 and samples.shape == (12, 64)
     assert (samples >= model.data_min_).all() and (samples <= model.data_max_).all()
     assert_allclose(model.data_min_, X.min(0)) and assert_allclose(model.data_max_, X.max(0))
     _, same = model.sample(4, components=7)
     assert same.tolist() == [7] * 4
-    unclipped, _ = model.sample(200, clip=False, noise_divisor=0.5)
+    unclipped, _ = model.sample(200, sampler="exact", clip=False, noise_divisor=0.5)
     assert unclipped.min() < 0  # noise beyond the data range is kept when asked
     twin = clone(model).fit(X)
     assert_allclose(
-        twin.sample(6, sharpening_steps=5)[0],
-        clone(model).fit(X).sample(6, sharpening_steps=5)[0],
+        twin.sample(6, sampler="exact", sharpening_steps=5)[0],
+        clone(model).fit(X).sample(6, sampler="exact", sharpening_steps=5)[0],
         rtol=0,
         atol=0,
     )
@@ -437,14 +439,40 @@ def test_sample_sharpened_towards_the_drawn_vector(digits_model):
         "sharpening_steps": 10,
         "sharpening_target": "drawn",
     }
-    samples, comps = model.sample(20, components=np.arange(20) % 10, **options)
+    samples, comps = model.sample(20, components=np.arange(20) % 10, sampler="exact", **options)
     assert samples.shape == (20, 64) and comps.tolist() == (np.arange(20) % 10).tolist()
     assert (samples >= model.data_min_).all() and (samples <= model.data_max_).all()
-    plain, _ = model.sample(20, components=np.arange(20) % 10, noise_divisor=20)
+    plain, _ = model.sample(20, components=np.arange(20) % 10, sampler="exact", noise_divisor=20)
     # Sharpening keeps the drawn component: most samples are assigned back to it.
     assert (model.predict(samples) == comps).mean() >= (model.predict(plain) == comps).mean()
     variants = model.generate_variants(samples[:5], **options)
     assert variants.shape == (5, 64)
+
+
+def test_samplers_are_named_option_sets_that_keywords_override(digits_model):
+    model, X = digits_model
+    flat = DeepConvGMM(10, layers="flat", max_iter=4, random_state=0).fit(X)
+
+    def draw(m, **kw):  # the same random stream for every call: a fresh copy of the model
+        return copy.deepcopy(m).sample(8, components=np.arange(8), **kw)[0]
+
+    paper = {"noise_divisor": 20, "floor_noise": False}
+    drawn = {**paper, "start_noise_divisor": 1, "sharpening_steps": 30,
+             "sharpening_target": "drawn"}  # fmt: skip
+    assert_allclose(draw(model), draw(model, sampler="drawn"), rtol=0, atol=0)
+    assert_allclose(draw(model), draw(model, sampler="exact", **drawn), rtol=0, atol=0)
+    assert_allclose(
+        draw(model, sampler="paper"), draw(model, sampler="exact", **paper), rtol=0, atol=0
+    )
+    # A keyword given overrides the sampler's value; "auto" samples a flat model exactly.
+    assert_allclose(
+        draw(model, sampler="drawn", sharpening_steps=0),
+        draw(model, sampler="exact", **{**drawn, "sharpening_steps": 0}),
+        rtol=0,
+        atol=0,
+    )
+    assert_allclose(draw(flat), draw(flat, sampler="exact"), rtol=0, atol=0)
+    assert not np.allclose(draw(model), draw(model, sampler="exact"))
 
 
 @pytest.mark.parametrize(
@@ -461,6 +489,7 @@ def test_sample_sharpened_towards_the_drawn_vector(digits_model):
         ({"components": 10}, ValueError, "components"),
         ({"components": [1, 2]}, ValueError, "components"),
         ({"components": [0.5, 1, 2]}, ValueError, "components"),
+        ({"sampler": "sharp"}, ValueError, "sampler"),
     ],
 )
 def test_sample_rejects_bad_options(digits_model, kwargs, error, message):
