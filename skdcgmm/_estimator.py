@@ -54,6 +54,26 @@ _INFERENCE_BYTES = 256 * 2**20
 #: 2-core CPU, 32 MiB chunks score 2x faster than 256 MiB ones for the deep presets (C 3.8k ->
 #: 7.8k images/s) and 1.6x for the flat model at K = 100.
 _CPU_INFERENCE_BYTES = 32 * 2**20
+#: ``batch_size="auto"``: the largest batch whose GMM log-scores (positions x components x
+#: input dimensions, summed over GMM layers) hold at most this many values: 1,000 images for the
+#: flat model at K = 100 on MNIST (78,400 values each), 109 for preset C (730,600 each). Measured
+#: on MNIST, these are the batch sizes of the best speed at full quality (README, "Speed").
+_BATCH_VALUES = 8 * 10**7
+#: Bounds of ``batch_size="auto"``, and the steps per epoch it leaves at least (above 10 rows).
+_MIN_BATCH, _MAX_BATCH, _MIN_STEPS = 10, 1000, 60
+#: ``learning_rate="auto"`` at batch sizes up to 100; larger batches scale it linearly.
+_BASE_LEARNING_RATE, _BASE_BATCH = 0.1, 100
+#: ``learning_rate_final="auto"`` is ``learning_rate`` divided by this.
+_FINAL_RATE_DIVISOR = 5.0
+#: ``max_iter="auto"``: annealing lasts this many images seen per unit of side of the torus
+#: grid of the largest GMM layer (sqrt of its components): 90,000 (1.5 epochs of MNIST) for
+#: preset C (25 components), 180,000 for the flat model at K = 100. Shorter annealing loses
+#: test log-likelihood on the flat model (MNIST, K = 100, 5 epochs: 204 after 1.5 epochs of
+#: annealing, 216 after 3); longer annealing of C loses clustering accuracy.
+_ANNEAL_SAMPLES_PER_SIDE = 18_000
+#: ``max_iter="auto"`` plans annealing plus as long again at the final rates, at most this
+#: many epochs (and ``partial_fit`` plans over this many calls).
+_MAX_AUTO_EPOCHS = 20
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
@@ -92,28 +112,40 @@ class DeepConvGMM(
         ``H * W * C`` features (channels last). ``None``: taken from ``X`` when it is given as
         ``(n, H, W)`` or ``(n, H, W, C)``, otherwise square single-channel images when
         ``n_features`` is a perfect square, otherwise rows are treated as ``1 x 1`` images.
-    max_iter : int, default=20
-        Maximum number of epochs (passes over the data).
+    max_iter : int or "auto", default="auto"
+        Number of epochs (passes over the data) training is planned over: annealing takes the
+        first half (see ``annealing``), training at the final rates the second, and training
+        stops early once annealed and converged (``tol``). An int that ends training
+        unconverged gives a ``ConvergenceWarning``. ``"auto"`` scales the plan with the data
+        and the model: annealing lasts ``18,000 * sqrt(K)`` images seen, ``K`` the largest
+        number of components of a GMM layer (90,000, 1.5 epochs of MNIST, for preset ``"C"``;
+        180,000 for the flat model at K = 100), the plan twice that, rounded up to whole
+        epochs and at most 20 epochs (small data sets: 20 epochs, annealing over 10), and a
+        plan that has run its course gives no warning. ``partial_fit`` plans over
+        ``max_iter`` calls (20 for ``"auto"``).
     batch_size : int or "auto", default="auto"
-        Minibatch size. ``"auto"`` is ``n_samples // 100`` clipped to ``[10, 100]`` (and to
-        ``n_samples``): 100 on large data sets, and about 100 steps per epoch on small ones,
-        which otherwise would get too few updates. Values above ``n_samples`` are clipped
-        with a warning.
-    learning_rate : float, default=0.1
+        Minibatch size. ``"auto"`` scales with the model: the largest batch whose GMM
+        log-scores (positions x components x input dimensions, summed over the GMM layers)
+        hold at most 8e7 values, clipped to ``[10, 1000]``, and to ``n_samples // 60`` (at
+        least 10) so that every epoch has 60 steps or more. On 60,000 MNIST images that is
+        1,000 for the flat model at K = 100 and 109 for preset ``"C"``. Values above
+        ``n_samples`` are clipped with a warning.
+    learning_rate : float or "auto", default="auto"
         Initial SGD step size (the paper's ``eps0``), multiplied per parameter by the GMM
-        spec's learning-rate factors. A step moves a mean by up to ``learning_rate *
-        lr_means / min_variance`` (2 at the defaults) times the share of the batch its
-        component wins, so steps cannot overshoot while that product stays <= 2; with many
-        components sharing a batch, larger batches take proportionally larger rates (the
-        linear scaling rule: the flat model at K = 100 trains at ``batch_size=1000,
-        learning_rate=1.0``; see the README's "Speed"). ``fit`` raises a ``ValueError`` when
-        training diverges.
-    learning_rate_final : float, default=0.02
-        Step size reached when annealing ends (``learning_rate`` if larger).
+        spec's learning-rate factors. ``"auto"`` is 0.1 up to batches of 100 and grows in
+        proportion to larger batches (the linear scaling rule: the batch-mean gradient of a
+        batch of 1,000 takes a step of 1.0). A step moves a mean by up to ``learning_rate *
+        lr_means / min_variance`` times the share of the batch its component wins, so steps
+        cannot overshoot while that product stays <= 2 for components that win a large
+        share; ``fit`` raises a ``ValueError`` when training diverges.
+    learning_rate_final : float or "auto", default="auto"
+        Step size reached when annealing ends (``learning_rate`` if larger); ``"auto"`` is
+        ``learning_rate / 5``.
     annealing : {"time", "plateau"}, default="time"
         Schedule of the annealing radius and learning rate. ``"time"`` decays both
-        geometrically over the first half of the planned ``max_iter`` epochs, so every fit ends
-        annealed; ``"plateau"`` is the reference's loss-plateau controller, which may need
+        geometrically over the first half of the planned epochs (``max_iter``), so every fit
+        ends annealed; delayed GMM layers (``GMM(wait=...)``) start after their fraction of
+        the plan. ``"plateau"`` is the reference's loss-plateau controller, which may need
         thousands of steps to finish.
     tol : float, default=1e-4
         Relative tolerance: after annealing has ended, training stops when the epoch loss (or
@@ -229,10 +261,10 @@ class DeepConvGMM(
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "layers": [str, list, tuple],
         "image_shape": [tuple, list, None],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "learning_rate_final": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "learning_rate_final": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "annealing": [StrOptions({"time", "plateau"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -253,10 +285,10 @@ class DeepConvGMM(
         *,
         layers="auto",
         image_shape=None,
-        max_iter: int = 20,
+        max_iter="auto",
         batch_size="auto",
-        learning_rate: float = 0.1,
-        learning_rate_final: float = 0.02,
+        learning_rate="auto",
+        learning_rate_final="auto",
         annealing: str = "time",
         tol: float = 1e-4,
         n_iter_no_change: int = 5,
@@ -362,7 +394,16 @@ class DeepConvGMM(
             )
         device = resolve_device(self.device)
         specs = self._resolve_specs(image_shape, partial=partial, continuing=continuing)
-        config = self._training_config(specs, n_samples, partial=partial, continuing=continuing)
+        # The fitted stack, or a new one built only for its shapes (this also checks the specs
+        # against the images before any data is converted).
+        probe = (
+            self.module_
+            if continuing
+            else build_stack(specs, image_shape, self.n_components, torch.Generator())
+        )
+        config = self._training_config(
+            specs, n_samples, probe, partial=partial, continuing=continuing
+        )
         check_layer_index(self.transform_layer, len(specs))  # one engine layer per spec
         shape = positions(image_shape)
         if streamed:
@@ -371,7 +412,16 @@ class DeepConvGMM(
             data = to_tensor(X, device, torch.float32).view(n_samples, *shape)
         if continuing:
             stack, state, generator, streams = self._continue(device, partial=partial)
-            result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
+            result = train(
+                stack,
+                data,
+                config,
+                generator,
+                state,
+                shape=shape,
+                single_pass=partial,
+                warn=self.max_iter != "auto",
+            )
         else:
             stack, state, result, streams = self._best_of_inits(
                 specs, image_shape, device, data, config, shape, partial=partial
@@ -402,9 +452,10 @@ class DeepConvGMM(
         return specs
 
     def _training_config(
-        self, specs: tuple, n_samples: int, *, partial: bool, continuing: bool
+        self, specs: tuple, n_samples: int, stack, *, partial: bool, continuing: bool
     ) -> TrainingConfig:
-        """The settings of :func:`~skdcgmm._training.train` for ``n_samples`` rows."""
+        """The settings of :func:`~skdcgmm._training.train` for ``n_samples`` rows of a model
+        shaped like ``stack`` (batch size, rates and schedule scale with it)."""
         n_train = n_samples
         if self.early_stopping and not partial:
             n_train -= math.ceil(self.validation_fraction * n_samples)
@@ -414,7 +465,9 @@ class DeepConvGMM(
                     f"out of {n_samples}."
                 )
         if self.batch_size == "auto":
-            batch_size = min(n_train, max(10, min(100, n_train // 100)))
+            values = _log_score_values(stack)
+            by_model = min(_MAX_BATCH, max(_MIN_BATCH, _BATCH_VALUES // values))
+            batch_size = min(n_train, by_model, max(_MIN_BATCH, n_train // _MIN_STEPS))
         else:
             batch_size = self.batch_size
         if batch_size > n_train:
@@ -426,12 +479,26 @@ class DeepConvGMM(
                     stacklevel=caller_stacklevel(),
                 )
             batch_size = n_train
+        learning_rate = self.learning_rate
+        if learning_rate == "auto":  # the linear scaling rule above the base batch
+            learning_rate = _BASE_LEARNING_RATE * max(1.0, batch_size / _BASE_BATCH)
+        final = self.learning_rate_final
+        if final == "auto":
+            final = learning_rate / _FINAL_RATE_DIVISOR
+        max_iter, anneal_epochs = self.max_iter, None
+        if max_iter == "auto":
+            max_iter = _MAX_AUTO_EPOCHS
+            if not partial:  # partial_fit plans over max_iter calls: it cannot know the data
+                side = math.sqrt(max(layer.n_components for layer in stack.gmm_layers))
+                anneal_epochs = _ANNEAL_SAMPLES_PER_SIDE * side / n_train
+                max_iter = max(1, min(max_iter, math.ceil(2 * anneal_epochs)))
         return TrainingConfig(
-            max_iter=self.max_iter,
+            max_iter=max_iter,
             batch_size=batch_size,
-            learning_rate=self.learning_rate,
-            learning_rate_final=min(self.learning_rate_final, self.learning_rate),
+            learning_rate=learning_rate,
+            learning_rate_final=min(final, learning_rate),
             annealing=self.annealing,
+            anneal_epochs=anneal_epochs,
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             early_stopping=self.early_stopping,
@@ -477,12 +544,13 @@ class DeepConvGMM(
                 state,
                 shape=shape,
                 single_pass=partial,
-                warn=n_init == 1,
+                warn=n_init == 1 and self.max_iter != "auto",
             )
             if best is None or result.lower_bound > best[2].lower_bound:
                 best = (stack, state, result)
         stack, state, result = best
-        if n_init > 1 and not (result.converged or result.interrupted):
+        planned = self.max_iter == "auto"  # a planned schedule that ran its course: no warning
+        if n_init > 1 and not (result.converged or result.interrupted or planned):
             warnings.warn(
                 f"DeepConvGMM: the best of n_init={self.n_init} starts reached max_iter="
                 f"{self.max_iter} without converging.",
@@ -735,6 +803,13 @@ class DeepConvGMM(
     def _n_features_out(self) -> int:
         index = check_layer_index(self.transform_layer, len(self.module_.layers))
         return math.prod(self.module_.layers[index].output_shape)
+
+
+def _log_score_values(stack) -> int:
+    """Log-scores per image of the stack's GMM layers: positions x components x dimensions."""
+    return sum(
+        layer.n_positions * layer.n_components * layer.input_shape[2] for layer in stack.gmm_layers
+    )
 
 
 def _unset_precision_rates(specs: tuple) -> tuple:

@@ -762,3 +762,23 @@ def test_n_init_keeps_the_best_start_reproducibly(monkeypatch):
         warnings.simplefilter("always", ConvergenceWarning)
         DeepConvGMM(8, layers="flat", max_iter=2, n_init=3, random_state=0).fit(X)
     assert sum(issubclass(w.category, ConvergenceWarning) for w in caught) == 1
+
+
+def test_auto_batch_rate_and_plan_scale_with_model_and_data():
+    # 60,000 rows of a flat K=100 model: batch 1000 (60 steps per epoch), learning rate
+    # 0.1 * 1000 / 100 = 1.0 -> 0.2, annealing over 18,000 * sqrt(100) = 180,000 images
+    # (3 epochs) of a 6-epoch plan, which ends without a ConvergenceWarning.
+    X = np.random.RandomState(0).rand(60_000, 4).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = DeepConvGMM(100, layers="flat", random_state=0).fit(X)
+    assert model.n_iter_ <= 6
+    rates = model.history_["learning_rate"][:, 0]
+    sigmas = model.history_["sigma"][:, 0]
+    assert_allclose(rates[0], 1.0 * 0.2 ** (1 / 3), rtol=1e-6)  # end of epoch 1 of 3
+    assert_allclose(rates[2:], 0.2)
+    assert sigmas[1] > 0.01
+    assert_allclose(sigmas[2:], 0.01)
+    # An int max_iter keeps the old plan: annealing over its first half.
+    half = DeepConvGMM(100, layers="flat", max_iter=4, tol=0, random_state=0).fit(X[:6000])
+    assert half.history_["sigma"][0, 0] > 0.01 and half.history_["sigma"][1, 0] == 0.01
