@@ -412,16 +412,7 @@ class DeepConvGMM(
             data = to_tensor(X, device, torch.float32).view(n_samples, *shape)
         if continuing:
             stack, state, generator, streams = self._continue(device, partial=partial)
-            result = train(
-                stack,
-                data,
-                config,
-                generator,
-                state,
-                shape=shape,
-                single_pass=partial,
-                warn=self.max_iter != "auto",
-            )
+            result = train(stack, data, config, generator, state, shape=shape, single_pass=partial)
         else:
             stack, state, result, streams = self._best_of_inits(
                 specs, image_shape, device, data, config, shape, partial=partial
@@ -499,6 +490,8 @@ class DeepConvGMM(
             learning_rate_final=min(final, learning_rate),
             annealing=self.annealing,
             anneal_epochs=anneal_epochs,
+            # A planned schedule that ran its course is no reason to warn.
+            warn_unconverged=self.max_iter != "auto",
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             early_stopping=self.early_stopping,
@@ -544,13 +537,12 @@ class DeepConvGMM(
                 state,
                 shape=shape,
                 single_pass=partial,
-                warn=n_init == 1 and self.max_iter != "auto",
+                warn=n_init == 1,
             )
             if best is None or result.lower_bound > best[2].lower_bound:
                 best = (stack, state, result)
         stack, state, result = best
-        planned = self.max_iter == "auto"  # a planned schedule that ran its course: no warning
-        if n_init > 1 and not (result.converged or result.interrupted or planned):
+        if n_init > 1 and config.warn_unconverged and not (result.converged or result.interrupted):
             warnings.warn(
                 f"DeepConvGMM: the best of n_init={self.n_init} starts reached max_iter="
                 f"{self.max_iter} without converging.",

@@ -57,6 +57,8 @@ class TrainingConfig:
     #: training is then planned over ``anneal_epochs / anneal_stop`` epochs (waits included)
     #: and runs on after annealing until it converges or reaches ``max_iter``.
     anneal_epochs: float | None = None
+    #: Whether ``max_iter`` ending training unconverged gives a ``ConvergenceWarning``.
+    warn_unconverged: bool = True
     plateau_window: int = 100
     tol: float = 1e-4
     n_iter_no_change: int = 5
@@ -277,7 +279,8 @@ def train(
         One pass, no convergence test, no early stopping, no ``ConvergenceWarning``
         (``partial_fit``).
     warn : bool, default=True
-        Give a ``ConvergenceWarning`` when ``max_iter`` epochs end unconverged.
+        Give a ``ConvergenceWarning`` when ``max_iter`` epochs end unconverged (and
+        ``config.warn_unconverged``).
 
     ``loss_curve`` holds one value per epoch: the negated annealed log-likelihood summed over GMM
     layers, averaged over the epoch's samples (lower is better). Raises ``ValueError`` as soon
@@ -330,7 +333,11 @@ def train(
         stack.eval()
         stack.zero_grad(set_to_none=True)  # the fitted model carries no stale gradients
     run.finish(result)
-    if warn and not (result.converged or result.interrupted or single_pass):
+    if (
+        warn
+        and config.warn_unconverged
+        and not (result.converged or result.interrupted or single_pass)
+    ):
         warnings.warn(
             f"DeepConvGMM: maximum iterations ({config.max_iter}) reached and the optimisation "
             "has not converged yet.",
