@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import subprocess
@@ -69,10 +68,9 @@ def hardware() -> dict:
     }
 
 
-def epochs_for(n_samples: int, steps: int) -> int:
-    """Epochs giving at least ``steps`` SGD steps with the default ``batch_size="auto"``."""
-    batch = min(n_samples, max(10, min(100, n_samples // 100)))
-    return max(1, math.ceil(steps * batch / n_samples))
+def epochs(text: str):
+    """An ``--epochs`` value: ``"auto"`` (the library's planned schedule) or an int."""
+    return text if text == "auto" else int(text)
 
 
 def fit_timed(model, X):
@@ -96,8 +94,9 @@ def best_gaussian_mixture(k: int, X, X_val, seed: int = 0):
     return best[0], best[1], best[3]
 
 
-def deep(k: int, layers, n_samples: int, steps: int, seed: int = 0) -> DeepConvGMM:
-    return DeepConvGMM(k, layers=layers, max_iter=epochs_for(n_samples, steps), random_state=seed)
+def deep(k: int, layers, seed: int = 0, max_iter="auto", **params) -> DeepConvGMM:
+    """``DeepConvGMM`` with the library's defaults but for ``layers``, ``max_iter``, ``params``."""
+    return DeepConvGMM(k, layers=layers, max_iter=max_iter, random_state=seed, **params)
 
 
 def save(name: str, payload: dict) -> Path:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import best_gaussian_mixture, deep, fit_timed, holdout, load, save
+from _common import best_gaussian_mixture, deep, epochs, fit_timed, holdout, load, save
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
@@ -54,8 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     parser.add_argument("--deep", default="C", help="deep preset (default: C, the 'auto' choice)")
-    parser.add_argument("--steps", type=int, default=1800, help="SGD steps of the deep model")
-    parser.add_argument("--flat-epochs", type=int, default=20)
+    parser.add_argument(
+        "--epochs", type=epochs, default="auto", help="max_iter of the deep model (default: auto)"
+    )
+    parser.add_argument("--flat-epochs", type=epochs, default="auto")
     parser.add_argument("--probe-samples", type=int, default=20000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
@@ -69,12 +71,13 @@ def main() -> None:
         for seed in args.seeds:
             em = GaussianMixture(10, covariance_type="diag", reg_covar=reg, random_state=seed)
             models = [(f"GaussianMixture(diag, reg_covar={reg})", *fit_timed(em, X))]
-            flat = deep(10, "flat", len(X), 0, seed).set_params(max_iter=args.flat_epochs)
+            flat = deep(10, "flat", seed, args.flat_epochs)
             models.append(("DeepConvGMM(flat)", *fit_timed(flat, X)))
-            dc = deep(10, args.deep, len(X), args.steps, seed)
-            models.append((f"DeepConvGMM({args.deep}, {dc.max_iter} epochs)", *fit_timed(dc, X)))
+            dc = deep(10, args.deep, seed, args.epochs)
+            models.append((f"DeepConvGMM({args.deep})", *fit_timed(dc, X)))
             for label, model, seconds in models:
                 row = {"dataset": name, "seed": seed, "model": label, "fit_seconds": seconds}
+                row["epochs"] = getattr(model, "n_iter_", None)
                 row.update(scores(yt, model.predict(Xt)))
                 print(
                     f"{name:<14}seed {seed} {label:<40} fit {seconds:7.1f} s  "
@@ -109,7 +112,7 @@ def main() -> None:
         )
     save(
         "clustering",
-        {"deep": args.deep, "steps": args.steps, "seeds": args.seeds, "rows": rows,
+        {"deep": args.deep, "epochs": args.epochs, "seeds": args.seeds, "rows": rows,
          "summary": summary},
     )  # fmt: skip
 

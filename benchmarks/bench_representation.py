@@ -33,7 +33,7 @@ def top_input(model, X) -> np.ndarray:
 def class_rows(name: str, cls: int, X, Xt, inliers, args) -> list[dict]:
     X_fit, X_val = holdout(X, seed=args.seed)
     em, _, reg = best_gaussian_mixture(K_ONE_CLASS, X_fit, X_val, args.seed)
-    model = fit_timed(deep(K_ONE_CLASS, args.deep, len(X), args.steps, args.seed), X)[0]
+    model = fit_timed(deep(K_ONE_CLASS, args.deep, args.seed, args.epochs), X)[0]
     F_fit, F_val, F_test = (top_input(model, A) for A in (X_fit, X_val, Xt))
     em_top, _, reg_top = best_gaussian_mixture(K_ONE_CLASS, F_fit, F_val, args.seed)
     scored = [

@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._input import check_layer_index, column_range, largest_activation, positions, validate_images
 from ._persistence import PersistenceMixin
 from ._sampling import SamplingMixin
-from ._training import TrainingConfig, new_state, train
+from ._training import TrainingConfig, new_state, refit_top, train
 from ._utils import (
     MAX_SEED,
     caller_stacklevel,
@@ -74,6 +74,8 @@ _ANNEAL_SAMPLES_PER_SIDE = 18_000
 #: ``max_iter="auto"`` plans annealing plus as long again at the final rates, at most this
 #: many epochs (and ``partial_fit`` plans over this many calls).
 _MAX_AUTO_EPOCHS = 20
+#: Most EM steps of ``top_refit="em"``.
+_EM_MAX_ITER = 100
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
@@ -190,6 +192,15 @@ class DeepConvGMM(
         platform), ``fit`` warns once and trains eagerly. The computation is the same in
         another order: float32 rounding differs, which long fits can amplify into slightly
         different models, as a different number of threads can.
+    top_refit : {"em"} or None, default=None
+        ``"em"``: after SGD, refit the top GMM layer by expectation-maximisation on the
+        inputs the (fixed) layers below give the training data, starting from the SGD
+        solution (an extension of the paper's method, see :mod:`skdcgmm.nn.em`): soft
+        responsibilities replace the max-component assignment, so the top layer's variances
+        and weights become maximum-likelihood ones and its exact log-likelihood rises. At
+        most 100 EM steps, stopped when a step gains less than ``tol`` (relative); each
+        makes one pass over the training data. ``None`` is the paper's method (SGD only).
+        ``partial_fit`` does not refit.
 
     Attributes
     ----------
@@ -223,6 +234,8 @@ class DeepConvGMM(
         ``None`` when none was reached or without ``early_stopping``.
     converged_ : bool
         Whether the last fit stopped by the ``tol`` criterion.
+    em_n_iter_ : int
+        EM steps of ``top_refit`` in the last ``fit`` (0 without it).
     lower_bound_ : float
         The training objective of the kept parameters: the mean over the training samples
         of the annealed max-component log-likelihoods, summed over GMM layers, in the last
@@ -277,6 +290,7 @@ class DeepConvGMM(
         "verbose": ["verbose"],
         "transform_layer": [Integral],
         "compile": ["boolean"],
+        "top_refit": [StrOptions({"em"}), None],
     }
 
     def __init__(
@@ -301,6 +315,7 @@ class DeepConvGMM(
         verbose: int = 0,
         transform_layer: int = -1,
         compile: bool = False,
+        top_refit: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
@@ -321,6 +336,7 @@ class DeepConvGMM(
         self.verbose = verbose
         self.transform_layer = transform_layer
         self.compile = compile
+        self.top_refit = top_refit
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMM:
@@ -417,8 +433,15 @@ class DeepConvGMM(
             stack, state, result, streams = self._best_of_inits(
                 specs, image_shape, device, data, config, shape, partial=partial
             )
+        em_n_iter = 0
+        if self.top_refit == "em" and not partial:
+            em_n_iter = refit_top(
+                stack, data, shape=shape, max_iter=_EM_MAX_ITER, tol=self.tol
+            ).n_iter
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)
+        if not partial or not continuing:
+            self.em_n_iter_ = em_n_iter
         low, high = column_range(X)
         if continuing:
             low, high = np.minimum(low, self.data_min_), np.maximum(high, self.data_max_)

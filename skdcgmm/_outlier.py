@@ -133,6 +133,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         verbose: int = 0,
         transform_layer: int = -1,
         compile: bool = False,
+        top_refit: str | None = None,
         contamination="auto",
     ) -> None:
         self.n_components = n_components
@@ -154,6 +155,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.verbose = verbose
         self.transform_layer = transform_layer
         self.compile = compile
+        self.top_refit = top_refit
         self.contamination = contamination
 
     # ------------------------------------------------------------------ fitting

@@ -59,6 +59,7 @@ class PersistenceMixin:
         # Fitted attributes added after the model was saved, derived from what it holds.
         if state.get("loss_curve_"):
             state.setdefault("lower_bound_", -state["loss_curve_"][-1])
+            state.setdefault("em_n_iter_", 0)  # saved before top_refit existed: no EM refit
         super().__setstate__(state)
         if module_state is not None:
             try:

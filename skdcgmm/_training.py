@@ -28,6 +28,7 @@ from torch import Tensor
 from ._compiled import CompiledLosses
 from ._utils import caller_stacklevel, retain_freed_memory
 from .nn import DCGMMStack, PlateauSchedule, TimeSchedule
+from .nn.em import EMResult, em_refit_
 
 __all__ = [
     "TrainingConfig",
@@ -35,11 +36,17 @@ __all__ = [
     "TrainingState",
     "new_state",
     "planned_epochs",
+    "refit_top",
     "train",
 ]
 
 #: Rows per forward pass when the validation objective is evaluated.
 _VALIDATION_CHUNK = 1024
+#: Bytes of top-layer inputs an EM refit keeps in memory (float32); above, every EM step
+#: recomputes them through the layers below, chunk by chunk.
+_EM_CACHE_BYTES = 2 * 2**30
+#: Bytes of one EM chunk's float64 inputs (and as many of its other temporaries).
+_EM_CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -347,6 +354,42 @@ def train(
     return result
 
 
+def refit_top(
+    stack: DCGMMStack, data, *, shape: tuple[int, int], max_iter: int, tol: float
+) -> EMResult:
+    """Refit the top GMM layer by EM on the inputs the fixed layers below give ``data``.
+
+    The inputs are computed once and kept (float32) when they take at most 2 GiB, otherwise
+    recomputed at every EM step; ``data`` is the training tensor or numpy array of
+    :func:`train`. See :func:`skdcgmm.nn.em.em_refit_`.
+    """
+    top, device = stack.top, stack.top.means.device
+    n_total = data.shape[0]
+    length, dim = top.n_positions, top.input_shape[2]
+    rows = max(1, _EM_CHUNK_BYTES // (8 * length * max(dim, top.n_components)))
+
+    def computed(step: int):
+        with torch.no_grad():
+            for start in range(0, n_total, step):
+                index = torch.arange(start, min(start + step, n_total))
+                yield stack.top_input(_fetch(data, index, shape, device))
+
+    if len(stack.layers) == 1 and torch.is_tensor(data):
+        cache = data  # a flat model's top layer reads the training tensor itself
+    elif n_total * length * dim * 4 <= _EM_CACHE_BYTES:
+        cache = torch.cat(list(computed(_VALIDATION_CHUNK)))
+    else:
+        cache = None
+
+    def chunks():
+        if cache is None:
+            return computed(rows)
+        return (cache[i : i + rows] for i in range(0, n_total, rows))
+
+    stack.eval()
+    return em_refit_(top, chunks, max_iter=max_iter, tol=tol)
+
+
 def _check_finite(epoch_loss: float, epoch: int, config: TrainingConfig) -> None:
     """Refuse a non-finite epoch loss: training never returns a model with NaN parameters."""
     if not math.isfinite(epoch_loss):
@@ -458,10 +501,11 @@ class _Run:
         for optimizer in self.optimizers:
             optimizer.zero_grad()
         if len(rows):
-            losses = self.losses(batch)
-            objective = sum(loss for loss, on in zip(losses, active) if on)
-            if torch.is_tensor(objective):  # at least one layer is learning
-                (-objective * (len(rows) / n_rows)).backward()
+            with torch.enable_grad():  # also inside a caller's torch.no_grad() block
+                losses = self.losses(batch)
+                objective = sum(loss for loss, on in zip(losses, active) if on)
+                if torch.is_tensor(objective):  # at least one layer is learning
+                    (-objective * (len(rows) / n_rows)).backward()
             stacked = torch.stack(losses).detach()
         else:  # a last batch smaller than the number of ranks
             stacked = torch.zeros(len(self.layers), device=self.device)

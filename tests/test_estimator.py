@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils._testing import assert_allclose
 
 from skdcgmm import GMM, DeepConvGMM, Fold, Pool
+from skdcgmm._training import refit_top
 from skdcgmm.metrics import clustering_accuracy
 
 from .conftest import make_blobs_data
@@ -457,8 +458,8 @@ def test_samplers_are_named_option_sets_that_keywords_override(digits_model):
         return copy.deepcopy(m).sample(8, components=np.arange(8), **kw)[0]
 
     paper = {"noise_divisor": 20, "floor_noise": False}
-    drawn = {**paper, "start_noise_divisor": 1, "sharpening_steps": 30,
-             "sharpening_target": "drawn"}  # fmt: skip
+    drawn = {"noise_divisor": 20, "start_noise_divisor": 1, "sharpening_steps": 30,
+             "sharpening_target": "drawn", "match_weight": 10_000}  # fmt: skip
     assert_allclose(draw(model), draw(model, sampler="drawn"), rtol=0, atol=0)
     assert_allclose(draw(model), draw(model, sampler="exact", **drawn), rtol=0, atol=0)
     assert_allclose(
@@ -782,3 +783,43 @@ def test_auto_batch_rate_and_plan_scale_with_model_and_data():
     # An int max_iter keeps the old plan: annealing over its first half.
     half = DeepConvGMM(100, layers="flat", max_iter=4, tol=0, random_state=0).fit(X[:6000])
     assert half.history_["sigma"][0, 0] > 0.01 and half.history_["sigma"][1, 0] == 0.01
+
+
+@pytest.mark.parametrize("layers", ["flat", "auto"])
+def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
+    X = load_digits().data[:400] / 16.0
+    params = {"layers": layers, "max_iter": 4, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sgd = DeepConvGMM(6, **params).fit(X)
+        em = DeepConvGMM(6, top_refit="em", **params).fit(X)
+    assert sgd.em_n_iter_ == 0 and 1 <= em.em_n_iter_ <= 100
+    # The same SGD run (same seed) below: only the top layer differs.
+    for a, b in zip(sgd.module_.layers[:-1], em.module_.layers[:-1]):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)
+    assert em.score(X) > sgd.score(X) + 1.0
+    # The refit is skdcgmm._training.refit_top applied to the SGD solution (what
+    # benchmarks/bench_extensions.py does on copies).
+    stack = copy.deepcopy(sgd.module_)
+    data = torch.as_tensor(X, dtype=torch.float32).view(len(X), 64, 1)
+    refit_top(stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol)
+    for name in ("means", "precisions", "logits"):
+        assert torch.equal(getattr(stack.top, name), getattr(em.module_.top, name))
+    np.testing.assert_allclose(em.weights_.sum(), 1.0, rtol=1e-6)
+    assert (em.covariances_ >= 0.05 * (1 - 1e-5)).all()  # the top layer's variance floor
+    # partial_fit trains by SGD only.
+    assert DeepConvGMM(6, top_refit="em", **params).partial_fit(X).em_n_iter_ == 0
+
+
+def test_fit_inside_no_grad_still_trains():
+    X = load_digits().data[:200] / 16.0
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        inside = DeepConvGMM(4, layers="flat", max_iter=2, random_state=0).fit(X)
+        assert not torch.is_grad_enabled()  # the caller's mode is back after fit
+    outside = DeepConvGMM(4, layers="flat", max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        outside.fit(X)
+    assert_allclose(inside.means_, outside.means_, rtol=0, atol=0)

@@ -39,6 +39,29 @@ HARDWARE = {
 }
 
 RESULTS = {
+    "extensions": {
+        "seeds": [0, 1],
+        "summary": [
+            {"dataset": "fashion-mnist", "protocol": "one-class", "model": "top_refit=em",
+             "roc_auc_mean": 0.92114, "roc_auc_std": 0.0021, "roc_auc_per_seed": [0.919, 0.923]},
+            {"dataset": "mnist", "protocol": "clustering", "model": "DeepConvGMM(flat)",
+             "accuracy_mean": 0.55, "accuracy_std": 0.0, "accuracy_per_seed": [0.55],
+             "nmi_mean": 0.5, "nmi_std": 0.0, "nmi_per_seed": [0.5]},
+        ],
+    },
+    "defaults": {
+        "seed": 0,
+        "reg_covar": 0.05,
+        "rows": [
+            {"row": "flat vs GaussianMixture (MNIST 60k)", "K": 100, "em_seconds": 63.0,
+             "em_iterations": 39, "em_test_log_likelihood": 212.88, "seconds": 5.2,
+             "epochs": 6, "test_log_likelihood": 217.45, "speedup": 12.1},
+            {"row": "deep default (C, MNIST 60k)", "K": 10, "seconds": 46.4, "epochs": 3,
+             "accuracy": 0.6094, "nmi": 0.6012},
+            {"row": "samples (mnist, 20000 images)", "K": 25, "seconds": 44.4, "epochs": 9,
+             "ndb_k": 0.7, "em_ndb_k": 0.76},
+        ],
+    },
     "flat_vs_sklearn": {
         "data": "MNIST",
         "min_variance": 0.05,
@@ -143,6 +166,16 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert report.startswith("# Benchmark results\n")
     for title, _ in run_all.SECTIONS.values():
         assert f"\n## {title}\n" in report
+    assert (
+        "| flat vs GaussianMixture (MNIST 60k) | 100 | 5.2 | 6 | test log-lik. 217.45 | "
+        "63.0 s (39 iter.), test log-lik. 212.88; default 12.1x faster |" in report
+    )
+    deep_row = "| deep default (C, MNIST 60k) | 10 | 46.4 | 3 | accuracy 0.609, NMI 0.601 | – |"
+    assert deep_row in report
+    assert "| samples (mnist, 20000 images) | 25 | 44.4 | 9 | NDB/K 0.700 | NDB/K 0.760 |" in report
+    assert "Settings: `seed=0`, `reg_covar=0.05`." in report
+    assert "| fashion-mnist | one-class | top_refit=em | 0.9211 ± 0.0021 | – | – |" in report
+    assert "| mnist | clustering | DeepConvGMM(flat) | – | 0.5500 | 0.5000 |" in report
     assert "| 10 | DeepConvGMM(flat, 5 epochs) | 4.4 | 5 | 167.53 | 2.60 | -0.1796 |" in report
     assert "| mnist | DeepConvGMM(C) | 363.5 | 0.674 | 0.634 | 0.551 |" in report
     assert "| mnist | linear probe (C, layer 2) | 20,000 | 0.9717 |" in report
@@ -245,8 +278,8 @@ def test_select(run_all):
 
 def test_discovers_the_benchmark_scripts(run_all):
     scripts = run_all.discover()
-    assert {"flat_vs_sklearn", "clustering", "outliers", "presets"} <= set(scripts)
-    assert next(iter(scripts)) == "flat_vs_sklearn"
+    assert {"defaults", "flat_vs_sklearn", "clustering", "outliers", "presets"} <= set(scripts)
+    assert list(scripts)[:2] == ["defaults", "flat_vs_sklearn"]  # the headline figures first
     assert all(path.name == f"bench_{name}.py" for name, path in scripts.items())
 
 

@@ -1,0 +1,154 @@
+"""Expectation-maximisation refit of one GMM layer on fixed inputs (an extension of the method).
+
+SGD on the annealed max-component loss leaves a layer at a hard-assignment solution: its
+variances and weights are those of the components' winning vectors, not the maximum-likelihood
+ones of the soft mixture. With the layers below fixed, the layer's inputs are fixed data, and
+closed-form EM steps (soft responsibilities, then weighted means, variances and weights) raise
+its exact log-likelihood monotonically from there. The SGD solution is the start, so EM needs no
+k-means initialisation; variances stay within the layer's bounds.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from .functional import log_normaliser
+from .gmm import GMMLayer
+
+__all__ = ["EMResult", "em_refit_"]
+
+#: Components whose total responsibility is below this keep their parameters (no data to refit).
+_EMPTY = 1e-8
+
+
+@dataclasses.dataclass(frozen=True)
+class EMResult:
+    """Outcome of :func:`em_refit_`.
+
+    Attributes
+    ----------
+    n_iter : int
+        EM steps taken.
+    log_likelihood : list of float
+        Mean exact log-likelihood per input vector before every step (the value the step
+        starts from), then after the last one.
+    converged : bool
+        Whether the last step improved the mean log-likelihood by less than the tolerance.
+    """
+
+    n_iter: int
+    log_likelihood: list[float]
+    converged: bool
+
+
+def em_refit_(
+    layer: GMMLayer,
+    chunks: Callable[[], Iterable[Tensor]],
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> EMResult:
+    """Refit ``layer``'s means, precisions and mixing weights by EM, in place.
+
+    Every step makes one pass over the inputs: the E-step's responsibilities and the
+    sufficient statistics are accumulated chunk by chunk in float64, so the inputs need not fit
+    in one tensor (the M-step then sets every parameter in closed form). Shared layers pool the
+    vectors of all positions; per-position layers refit every position's mixture on its own.
+
+    Parameters
+    ----------
+    layer : GMMLayer
+        The layer to refit; its current parameters are EM's start.
+    chunks : callable
+        Returns a fresh iterable of input chunks ``(n, L, D)`` (any dtype, the layer's device)
+        at every call, one call per step.
+    max_iter : int, default=100
+        Most EM steps.
+    tol : float, default=1e-4
+        Stop when a step raises the mean log-likelihood per vector by less than
+        ``tol * |log-likelihood|`` (relative, as the estimator's ``tol``: the log-likelihoods
+        of high-dimensional layer inputs are in the thousands).
+
+    Returns
+    -------
+    EMResult
+    """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+    var_min, var_max = layer.precision_max**-2, layer.precision_min**-2
+    history: list[float] = []
+    converged = False
+    with torch.no_grad():
+        work = _Float64Copy(layer)
+        for step in range(max_iter + 1):
+            count, total, first, second, log_lik = _statistics(work.layer, chunks())
+            history.append(log_lik / count)
+            if step > 0 and history[-1] - history[-2] < tol * abs(history[-1]):
+                converged = True
+                break
+            if step == max_iter:
+                break
+            work.maximise(total, first, second, var_min, var_max)
+        work.write_back(layer)
+    return EMResult(n_iter=len(history) - 1, log_likelihood=history, converged=converged)
+
+
+class _Float64Copy:
+    """The layer's parameters in float64, updated by M-steps and written back at the end."""
+
+    def __init__(self, layer: GMMLayer) -> None:
+        self.layer = copy.deepcopy(layer).double()
+
+    def maximise(self, total, first, second, var_min: float, var_max: float) -> None:
+        """The M-step: closed-form parameters from the statistics (empty components kept)."""
+        layer = self.layer
+        filled = total > _EMPTY  # (P, K)
+        weight = total.clamp_min(_EMPTY)[..., None]
+        means = first / weight
+        variances = (second / weight - means * means).clamp(var_min, var_max)
+        keep = filled[..., None]
+        layer.means.copy_(torch.where(keep, means, layer.means))
+        layer.precisions.copy_(torch.where(keep, variances.rsqrt(), layer.precisions))
+        shares = total / total.sum(dim=-1, keepdim=True)
+        layer.logits.copy_(torch.log(shares.clamp_min(_EMPTY)))
+
+    def write_back(self, layer: GMMLayer) -> None:
+        for name in ("means", "precisions", "logits"):
+            getattr(layer, name).copy_(getattr(self.layer, name))
+
+
+def _statistics(layer: GMMLayer, chunks: Iterable[Tensor]):
+    """One E-step pass: ``(count, sum r, sum r x, sum r x^2, sum log p)`` over the chunks.
+
+    ``sum r`` is ``(P, K)``, the moments ``(P, K, D)``; shared layers sum over positions too.
+    """
+    count, log_lik = 0, 0.0
+    total = first = second = None
+    constant = log_normaliser(layer.input_shape[2])
+    for x in chunks:
+        x = x.to(torch.float64)
+        scores = layer.log_scores(x)  # (n, L, K)
+        norm = torch.logsumexp(scores, dim=-1, keepdim=True)
+        resp = (scores - norm).exp()
+        log_lik += float(norm.sum()) + constant * norm.numel()
+        count += norm.numel()
+        if layer.shared:
+            r, v = resp.reshape(1, -1, resp.shape[-1]), x.reshape(1, -1, x.shape[-1])
+        else:
+            r, v = resp.transpose(0, 1), x.transpose(0, 1)  # (L, n, K), (L, n, D)
+        parts = (r.sum(dim=1), r.transpose(1, 2) @ v, r.transpose(1, 2) @ (v * v))
+        if total is None:
+            total, first, second = parts
+        else:
+            total, first, second = total + parts[0], first + parts[1], second + parts[2]
+    if count == 0:
+        raise ValueError("em_refit_ got no input vectors.")
+    if not math.isfinite(log_lik):
+        raise ValueError("em_refit_: the log-likelihood of the inputs is not finite.")
+    return count, total, first, second, log_lik

@@ -1,0 +1,100 @@
+"""EM refit of a GMM layer: equal to scikit-learn's EM step, monotone, chunking-invariant."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture
+
+from skdcgmm.nn import GMMLayer
+from skdcgmm.nn.em import em_refit_
+
+
+def _data(n=300, shape=(1, 1, 4), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[0.1, 0.2, 0.8, 0.5], [0.9, 0.7, 0.2, 0.4], [0.5, 0.5, 0.5, 0.9]])
+    labels = torch.randint(0, 3, (n, shape[0] * shape[1]), generator=g)
+    x = centres[labels][..., : shape[2]] + 0.08 * torch.randn(
+        n, shape[0] * shape[1], shape[2], generator=g
+    )
+    return x.double()
+
+
+def _layer(shape=(1, 1, 4), k=3, **kw):
+    layer = GMMLayer(shape, k, generator=torch.Generator().manual_seed(1), **kw).double()
+    with torch.no_grad():  # a start that is not a fixed point: means spread over the data
+        layer.means.add_(torch.linspace(0.2, 0.8, k, dtype=torch.float64)[:, None])
+        layer.precisions.fill_(3.0)
+    return layer
+
+
+def _chunks(x, size):
+    return lambda: (x[i : i + size] for i in range(0, len(x), size))
+
+
+def test_one_step_equals_sklearn_em_step():
+    x = _data()
+    layer = _layer(min_variance=1e-9)
+    start = {
+        "means_init": layer.means[0].detach().numpy().copy(),
+        "precisions_init": (layer.precisions[0] ** 2).detach().numpy().copy(),
+        "weights_init": layer.log_weights()[0].exp().detach().numpy().copy(),
+    }
+    result = em_refit_(layer, _chunks(x, 1000), max_iter=1, tol=0.0)
+    em = GaussianMixture(3, covariance_type="diag", reg_covar=0.0, max_iter=1, **start)
+    with pytest.warns(Warning):  # one step does not converge
+        em.fit(x[:, 0].numpy())
+    assert result.n_iter == 1 and not result.converged
+    np.testing.assert_allclose(layer.means[0].detach().numpy(), em.means_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        (layer.precisions[0] ** -2).detach().numpy(), em.covariances_, rtol=1e-9, atol=1e-12
+    )
+    weights = layer.log_weights()[0].exp().detach().numpy()
+    np.testing.assert_allclose(weights, em.weights_, rtol=1e-10)
+    # The recorded log-likelihoods are those of the start and of the refitted layer.
+    np.testing.assert_allclose(result.log_likelihood[-1], em.score(x[:, 0].numpy()), rtol=1e-10)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_log_likelihood_never_decreases_and_matches_the_layer(shared):
+    shape = (2, 2, 4)
+    x = _data(200, shape)
+    layer = _layer(shape, shared=shared)
+    before = layer.log_likelihood(x).mean().item()
+    result = em_refit_(layer, _chunks(x, 64), max_iter=30, tol=1e-8)
+    history = np.array(result.log_likelihood)
+    assert history[0] == pytest.approx(before)
+    assert np.all(np.diff(history) >= -1e-9)
+    assert history[-1] > history[0] + 1.0
+    assert result.log_likelihood[-1] == pytest.approx(layer.log_likelihood(x).mean().item())
+    assert torch.allclose(layer.log_weights().exp().sum(-1), torch.ones(1, dtype=torch.float64))
+
+
+def test_chunking_does_not_change_the_fit():
+    x = _data(250)
+    a, b = _layer(), _layer()
+    em_refit_(a, _chunks(x, 250), max_iter=5, tol=0.0)
+    em_refit_(b, _chunks(x, 7), max_iter=5, tol=0.0)
+    for name in ("means", "precisions", "logits"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name))
+
+
+def test_variances_stay_within_the_layer_bounds_and_float32_layers_refit():
+    x = _data(100)
+    layer = GMMLayer((1, 1, 4), 3, min_variance=0.05, generator=torch.Generator().manual_seed(0))
+    result = em_refit_(layer, _chunks(x.float(), 50), max_iter=20)
+    assert layer.means.dtype == torch.float32
+    assert (layer.precisions <= layer.precision_max + 1e-6).all()  # variances >= 0.05
+    assert result.converged and result.n_iter < 20
+
+
+def test_empty_components_keep_their_parameters_and_bad_input_is_refused():
+    x = _data(100)
+    layer = _layer(k=4)
+    with torch.no_grad():
+        layer.means[0, 3] = 50.0  # far from all data: no responsibility
+    em_refit_(layer, _chunks(x, 100), max_iter=3, tol=0.0)
+    assert torch.allclose(layer.means[0, 3], torch.full((4,), 50.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="max_iter"):
+        em_refit_(layer, _chunks(x, 100), max_iter=0)
+    with pytest.raises(ValueError, match="no input"):
+        em_refit_(layer, lambda: iter(()))
