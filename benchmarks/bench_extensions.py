@@ -110,25 +110,20 @@ def main() -> None:
 def summarise(rows: list[dict]) -> list[dict]:
     """Per (data set, protocol, model): the mean over classes of every seed, then mean and
     standard deviation over the seeds."""
+    groups: dict[tuple, dict[int, list[dict]]] = {}
+    for row in rows:
+        key = (row["dataset"], row["protocol"], row["model"])
+        groups.setdefault(key, {}).setdefault(row["seed"], []).append(row)
     out = []
-    keys = sorted({(r["dataset"], r["protocol"], r["model"]) for r in rows}, key=str)
-    for dataset, protocol, model in keys:
-        group = [
-            r
-            for r in rows
-            if (r["dataset"], r["protocol"], r["model"]) == (dataset, protocol, model)
-        ]
+    for (dataset, protocol, model), by_seed in sorted(groups.items(), key=str):
         entry = {"dataset": dataset, "protocol": protocol, "model": model}
         for metric in ("roc_auc", "accuracy", "nmi"):
-            per_seed = [
-                np.mean([r[metric] for r in group if r["seed"] == s and metric in r])
-                for s in sorted({r["seed"] for r in group})
-                if any(metric in r for r in group if r["seed"] == s)
-            ]
-            if per_seed:
-                entry[f"{metric}_mean"] = float(np.mean(per_seed))
-                entry[f"{metric}_std"] = float(np.std(per_seed))
-                entry[f"{metric}_per_seed"] = [float(v) for v in per_seed]
+            if metric not in next(iter(by_seed.values()))[0]:
+                continue
+            per_seed = [float(np.mean([r[metric] for r in group])) for group in by_seed.values()]
+            entry[f"{metric}_mean"] = float(np.mean(per_seed))
+            entry[f"{metric}_std"] = float(np.std(per_seed))
+            entry[f"{metric}_per_seed"] = per_seed
         out.append(entry)
     return out
 

@@ -81,46 +81,36 @@ def em_refit_(
     """
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
-    var_min, var_max = layer.precision_max**-2, layer.precision_min**-2
     history: list[float] = []
     converged = False
     with torch.no_grad():
-        work = _Float64Copy(layer)
+        work = copy.deepcopy(layer).double()  # the parameters in float64 while EM runs
         for step in range(max_iter + 1):
-            count, total, first, second, log_lik = _statistics(work.layer, chunks())
+            count, total, first, second, log_lik = _statistics(work, chunks())
             history.append(log_lik / count)
             if step > 0 and history[-1] - history[-2] < tol * abs(history[-1]):
                 converged = True
                 break
             if step == max_iter:
                 break
-            work.maximise(total, first, second, var_min, var_max)
-        work.write_back(layer)
+            _maximise(work, total, first, second)
+        for name in ("means", "precisions", "logits"):
+            getattr(layer, name).copy_(getattr(work, name))
     return EMResult(n_iter=len(history) - 1, log_likelihood=history, converged=converged)
 
 
-class _Float64Copy:
-    """The layer's parameters in float64, updated by M-steps and written back at the end."""
-
-    def __init__(self, layer: GMMLayer) -> None:
-        self.layer = copy.deepcopy(layer).double()
-
-    def maximise(self, total, first, second, var_min: float, var_max: float) -> None:
-        """The M-step: closed-form parameters from the statistics (empty components kept)."""
-        layer = self.layer
-        filled = total > _EMPTY  # (P, K)
-        weight = total.clamp_min(_EMPTY)[..., None]
-        means = first / weight
-        variances = (second / weight - means * means).clamp(var_min, var_max)
-        keep = filled[..., None]
-        layer.means.copy_(torch.where(keep, means, layer.means))
-        layer.precisions.copy_(torch.where(keep, variances.rsqrt(), layer.precisions))
-        shares = total / total.sum(dim=-1, keepdim=True)
-        layer.logits.copy_(torch.log(shares.clamp_min(_EMPTY)))
-
-    def write_back(self, layer: GMMLayer) -> None:
-        for name in ("means", "precisions", "logits"):
-            getattr(layer, name).copy_(getattr(self.layer, name))
+def _maximise(layer: GMMLayer, total: Tensor, first: Tensor, second: Tensor) -> None:
+    """The M-step: closed-form parameters from the statistics, variances within the layer's
+    bounds; components without responsibility keep their means and variances."""
+    keep = (total > _EMPTY)[..., None]  # (P, K, 1)
+    weight = total.clamp_min(_EMPTY)[..., None]
+    means = first / weight
+    var_min, var_max = layer.precision_max**-2, layer.precision_min**-2
+    variances = (second / weight - means * means).clamp(var_min, var_max)
+    layer.means.copy_(torch.where(keep, means, layer.means))
+    layer.precisions.copy_(torch.where(keep, variances.rsqrt(), layer.precisions))
+    shares = total / total.sum(dim=-1, keepdim=True)
+    layer.logits.copy_(torch.log(shares.clamp_min(_EMPTY)))
 
 
 def _statistics(layer: GMMLayer, chunks: Iterable[Tensor]):
