@@ -10,17 +10,20 @@ Protocols: *one-class* (fit on class c, ROC-AUC of ``score_samples`` on the test
 the inliers, K = 10), *leave-out* (fit on the other 9 classes, the held-out class the outliers,
 K = 25) and *clustering* (all training images, K = 10: test accuracy and NMI).
 
-Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add ``--seeds 0 1 2``)
+Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add ``--seeds 0 1 2``;
+``--keep`` adds to the saved rows instead of replacing them)
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
+import json
 
 import numpy as np
 import torch
-from _common import best_gaussian_mixture, fit_timed, holdout, load, save
+from _common import RESULTS, best_gaussian_mixture, fit_timed, holdout, load, save
 from sklearn.metrics import normalized_mutual_info_score, roc_auc_score
 
 from skdcgmm import DeepConvGMM
@@ -33,14 +36,11 @@ K = {"one-class": 10, "leave-out": 25, "clustering": 10}
 
 def refitted(model: DeepConvGMM, X, floor: float | None) -> DeepConvGMM:
     """A copy of ``model`` with its top layer refitted by EM (variance floor ``floor``)."""
-    model = copy.deepcopy(model)
-    top = model.module_.top
-    if floor is not None:
-        top.precision_max = floor**-0.5
+    model = copy.deepcopy(model).set_params(top_refit="em", top_refit_min_variance=floor)
     shape = positions(model.image_shape_)
     data = torch.as_tensor(X, dtype=torch.float32, device=model.device_).view(len(X), *shape)
     model.em_n_iter_ = refit_top(
-        model.module_, data, shape=shape, max_iter=100, tol=model.tol
+        model.module_, data, shape=shape, max_iter=100, tol=model.tol, min_variance=floor
     ).n_iter
     return model
 
@@ -71,9 +71,22 @@ def main() -> None:
         default=[None, 0.01, 0.002],
         help="variance floors of the EM refit ('layer': the top layer's own)",
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the saved rows of (data set, protocol, seed) runs that this run does not redo",
+    )
     args = parser.parse_args()
 
     rows = []
+    saved = RESULTS / "extensions.json"
+    if args.keep and saved.exists():
+        redo = set(itertools.product(args.datasets, args.protocols, args.seeds))
+        rows = [
+            row
+            for row in json.loads(saved.read_text())["rows"]
+            if (row["dataset"], row["protocol"], row["seed"]) not in redo
+        ]
     for name in args.datasets:
         X, y, Xt, yt = load(name)
         for protocol in args.protocols:
@@ -102,7 +115,8 @@ def main() -> None:
                         rows.append(row)
             # Saved after every protocol, so that a long run cut short keeps what it measured.
             summary = summarise(rows)
-            save("extensions", {"seeds": args.seeds, "rows": rows, "summary": summary})
+            seeds = sorted({row["seed"] for row in rows})
+            save("extensions", {"seeds": seeds, "rows": rows, "summary": summary})
     for entry in summary:
         print(entry, flush=True)
 

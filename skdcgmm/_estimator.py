@@ -201,6 +201,12 @@ class DeepConvGMM(
         most 100 EM steps, stopped when a step gains less than ``tol`` (relative); each
         makes one pass over the training data. ``None`` is the paper's method (SGD only).
         ``partial_fit`` does not refit.
+    top_refit_min_variance : float or None, default=None
+        Variance floor of the ``top_refit`` EM steps; ``None`` keeps the top GMM layer's own
+        ``min_variance``. SGD needs its floor for stable steps, maximum likelihood does not:
+        a lower one lets the refitted components fit the features more tightly (README,
+        "Extensions"). The layer's floor for later SGD steps (``warm_start``,
+        ``partial_fit``) is unchanged.
 
     Attributes
     ----------
@@ -291,6 +297,7 @@ class DeepConvGMM(
         "transform_layer": [Integral],
         "compile": ["boolean"],
         "top_refit": [StrOptions({"em"}), None],
+        "top_refit_min_variance": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -316,6 +323,7 @@ class DeepConvGMM(
         transform_layer: int = -1,
         compile: bool = False,
         top_refit: str | None = None,
+        top_refit_min_variance: float | None = None,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
@@ -337,6 +345,7 @@ class DeepConvGMM(
         self.transform_layer = transform_layer
         self.compile = compile
         self.top_refit = top_refit
+        self.top_refit_min_variance = top_refit_min_variance
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMM:
@@ -436,7 +445,12 @@ class DeepConvGMM(
         em_n_iter = 0
         if self.top_refit == "em" and not partial:
             em_n_iter = refit_top(
-                stack, data, shape=shape, max_iter=_EM_MAX_ITER, tol=self.tol
+                stack,
+                data,
+                shape=shape,
+                max_iter=_EM_MAX_ITER,
+                tol=self.tol,
+                min_variance=self.top_refit_min_variance,
             ).n_iter
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)

@@ -134,6 +134,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         transform_layer: int = -1,
         compile: bool = False,
         top_refit: str | None = None,
+        top_refit_min_variance: float | None = None,
         contamination="auto",
     ) -> None:
         self.n_components = n_components
@@ -156,6 +157,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.transform_layer = transform_layer
         self.compile = compile
         self.top_refit = top_refit
+        self.top_refit_min_variance = top_refit_min_variance
         self.contamination = contamination
 
     # ------------------------------------------------------------------ fitting

@@ -355,7 +355,13 @@ def train(
 
 
 def refit_top(
-    stack: DCGMMStack, data, *, shape: tuple[int, int], max_iter: int, tol: float
+    stack: DCGMMStack,
+    data,
+    *,
+    shape: tuple[int, int],
+    max_iter: int,
+    tol: float,
+    min_variance: float | None = None,
 ) -> EMResult:
     """Refit the top GMM layer by EM on the inputs the fixed layers below give ``data``.
 
@@ -387,7 +393,7 @@ def refit_top(
         return (cache[i : i + rows] for i in range(0, n_total, rows))
 
     stack.eval()
-    return em_refit_(top, chunks, max_iter=max_iter, tol=tol)
+    return em_refit_(top, chunks, max_iter=max_iter, tol=tol, min_variance=min_variance)
 
 
 def _check_finite(epoch_loss: float, epoch: int, config: TrainingConfig) -> None:

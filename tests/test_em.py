@@ -87,6 +87,21 @@ def test_variances_stay_within_the_layer_bounds_and_float32_layers_refit():
     assert result.converged and result.n_iter < 20
 
 
+def test_a_lower_floor_than_the_layer_s_fits_tighter_and_leaves_the_layer_bounds_alone():
+    x = _data(300)  # clusters of standard deviation 0.08: variance 0.0064 < the floor 0.05
+    own, low = _layer(min_variance=0.05), _layer(min_variance=0.05)
+    a = em_refit_(own, _chunks(x, 100), max_iter=50, tol=1e-10)
+    b = em_refit_(low, _chunks(x, 100), max_iter=50, tol=1e-10, min_variance=1e-3)
+    variances = low.precisions.detach() ** -2
+    assert (variances >= 1e-3 * (1 - 1e-9)).all() and (variances < 0.05).any()
+    assert ((own.precisions.detach() ** -2) >= 0.05 * (1 - 1e-9)).all()
+    assert b.log_likelihood[-1] > a.log_likelihood[-1] + 1.0
+    assert low.precision_max == own.precision_max == pytest.approx(0.05**-0.5)
+    for bad in (0.0, -1.0, 1e7):
+        with pytest.raises(ValueError, match="min_variance"):
+            em_refit_(low, _chunks(x, 100), min_variance=bad)
+
+
 def test_empty_components_keep_their_parameters_and_bad_input_is_refused():
     x = _data(100)
     layer = _layer(k=4)

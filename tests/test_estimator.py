@@ -808,6 +808,15 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
         assert torch.equal(getattr(stack.top, name), getattr(em.module_.top, name))
     np.testing.assert_allclose(em.weights_.sum(), 1.0, rtol=1e-6)
     assert (em.covariances_ >= 0.05 * (1 - 1e-5)).all()  # the top layer's variance floor
+    # top_refit_min_variance is the refit's floor instead: the same refit, a lower bound.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        low = DeepConvGMM(6, top_refit="em", top_refit_min_variance=0.005, **params).fit(X)
+    stack = copy.deepcopy(sgd.module_)
+    refit_top(stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.005)
+    assert torch.equal(stack.top.precisions, low.module_.top.precisions)
+    assert (low.covariances_ >= 0.005 * (1 - 1e-5)).all() and low.covariances_.min() < 0.05
+    assert low.score(X) > em.score(X)
     # partial_fit trains by SGD only.
     assert DeepConvGMM(6, top_refit="em", **params).partial_fit(X).em_n_iter_ == 0
 

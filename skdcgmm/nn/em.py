@@ -5,7 +5,8 @@ variances and weights are those of the components' winning vectors, not the maxi
 ones of the soft mixture. With the layers below fixed, the layer's inputs are fixed data, and
 closed-form EM steps (soft responsibilities, then weighted means, variances and weights) raise
 its exact log-likelihood monotonically from there. The SGD solution is the start, so EM needs no
-k-means initialisation; variances stay within the layer's bounds.
+k-means initialisation; variances stay within the layer's bounds (a lower floor may be asked
+for: SGD needs its floor for stable steps, maximum likelihood does not).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def em_refit_(
     *,
     max_iter: int = 100,
     tol: float = 1e-4,
+    min_variance: float | None = None,
 ) -> EMResult:
     """Refit ``layer``'s means, precisions and mixing weights by EM, in place.
 
@@ -74,6 +76,10 @@ def em_refit_(
         Stop when a step raises the mean log-likelihood per vector by less than
         ``tol * |log-likelihood|`` (relative, as the estimator's ``tol``: the log-likelihoods
         of high-dimensional layer inputs are in the thousands).
+    min_variance : float or None, default=None
+        Lower bound of the refitted variances; ``None`` keeps the layer's own
+        (``1 / precision_max**2``). The layer's bounds themselves are not changed, so later SGD
+        steps clamp to them again.
 
     Returns
     -------
@@ -81,6 +87,12 @@ def em_refit_(
     """
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+    var_min = layer.precision_max**-2 if min_variance is None else float(min_variance)
+    if not 0 < var_min < layer.precision_min**-2:
+        raise ValueError(
+            f"min_variance must lie in (0, max_variance={layer.precision_min**-2:g}), "
+            f"got {min_variance!r}."
+        )
     history: list[float] = []
     converged = False
     with torch.no_grad():
@@ -93,19 +105,22 @@ def em_refit_(
                 break
             if step == max_iter:
                 break
-            _maximise(work, total, first, second)
+            _maximise(work, total, first, second, var_min)
         for name in ("means", "precisions", "logits"):
             getattr(layer, name).copy_(getattr(work, name))
     return EMResult(n_iter=len(history) - 1, log_likelihood=history, converged=converged)
 
 
-def _maximise(layer: GMMLayer, total: Tensor, first: Tensor, second: Tensor) -> None:
-    """The M-step: closed-form parameters from the statistics, variances within the layer's
-    bounds; components without responsibility keep their means and variances."""
+def _maximise(
+    layer: GMMLayer, total: Tensor, first: Tensor, second: Tensor, var_min: float
+) -> None:
+    """The M-step: closed-form parameters from the statistics, variances in
+    ``[var_min, max_variance]``; components without responsibility keep their means and
+    variances."""
     keep = (total > _EMPTY)[..., None]  # (P, K, 1)
     weight = total.clamp_min(_EMPTY)[..., None]
     means = first / weight
-    var_min, var_max = layer.precision_max**-2, layer.precision_min**-2
+    var_max = layer.precision_min**-2
     variances = (second / weight - means * means).clamp(var_min, var_max)
     layer.means.copy_(torch.where(keep, means, layer.means))
     layer.precisions.copy_(torch.where(keep, variances.rsqrt(), layer.precisions))
