@@ -192,7 +192,7 @@ class DeepConvGMM(
         platform), ``fit`` warns once and trains eagerly. The computation is the same in
         another order: float32 rounding differs, which long fits can amplify into slightly
         different models, as a different number of threads can.
-    top_refit : {"em"} or None, default=None
+    top_refit : {"auto", "em"} or None, default="auto"
         ``"em"``: after SGD, refit the top GMM layer by expectation-maximisation on the
         inputs the (fixed) layers below give the training data, starting from the SGD
         solution (an extension of the paper's method, see :mod:`skdcgmm.nn.em`): soft
@@ -200,13 +200,20 @@ class DeepConvGMM(
         and weights become maximum-likelihood ones and its exact log-likelihood rises. At
         most 100 EM steps, stopped when a step gains less than ``tol`` (relative); each
         makes one pass over the training data. ``None`` is the paper's method (SGD only).
-        ``partial_fit`` does not refit.
-    top_refit_min_variance : float or None, default=None
+        ``"auto"``: ``"em"`` for a stack of two or more GMM layers, ``None`` for a single
+        one (``layers="flat"``, whose EM fit is :class:`sklearn.mixture.GaussianMixture`'s
+        and would cost its time). The refit raised one-class ROC-AUC, clustering accuracy
+        and NMI on MNIST and Fashion-MNIST over three seeds each, and did not worsen
+        NDB/K (README, "Extensions"). ``partial_fit`` does not refit.
+    top_refit_min_variance : float or None, default=0.01
         Variance floor of the ``top_refit`` EM steps; ``None`` keeps the top GMM layer's own
         ``min_variance``. SGD needs its floor for stable steps, maximum likelihood does not:
-        a lower one lets the refitted components fit the features more tightly (README,
-        "Extensions"). The layer's floor for later SGD steps (``warm_start``,
-        ``partial_fit``) is unchanged.
+        a lower one lets the refitted components fit the features more tightly. Of the
+        floors measured (the layers' 0.05, 0.01, 0.002), 0.01 gave the best clustering NMI
+        on both data sets, level with 0.002 at one-class ROC-AUC on MNIST; 0.002 gains
+        one-class ROC-AUC on Fashion-MNIST but loses sample NDB/K (README, "Extensions").
+        The layer's floor for later SGD steps (``warm_start``, ``partial_fit``) is
+        unchanged.
 
     Attributes
     ----------
@@ -296,7 +303,7 @@ class DeepConvGMM(
         "verbose": ["verbose"],
         "transform_layer": [Integral],
         "compile": ["boolean"],
-        "top_refit": [StrOptions({"em"}), None],
+        "top_refit": [StrOptions({"auto", "em"}), None],
         "top_refit_min_variance": [Interval(Real, 0, None, closed="neither"), None],
     }
 
@@ -322,8 +329,8 @@ class DeepConvGMM(
         verbose: int = 0,
         transform_layer: int = -1,
         compile: bool = False,
-        top_refit: str | None = None,
-        top_refit_min_variance: float | None = None,
+        top_refit: str | None = "auto",
+        top_refit_min_variance: float | None = 0.01,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
@@ -443,7 +450,7 @@ class DeepConvGMM(
                 specs, image_shape, device, data, config, shape, partial=partial
             )
         em_n_iter = 0
-        if self.top_refit == "em" and not partial:
+        if self._refits_top(stack) and not partial:
             em_n_iter = refit_top(
                 stack,
                 data,
@@ -461,6 +468,12 @@ class DeepConvGMM(
             low, high = np.minimum(low, self.data_min_), np.maximum(high, self.data_max_)
         self.data_min_, self.data_max_ = low, high
         return self
+
+    def _refits_top(self, stack) -> bool:
+        """Whether ``top_refit`` asks for the EM refit of ``stack``'s top layer."""
+        if self.top_refit == "auto":
+            return len(stack.gmm_layers) > 1
+        return self.top_refit == "em"
 
     def _resolve_specs(self, image_shape, *, partial: bool, continuing: bool) -> tuple:
         """The layer specs of this fit; a continued fit must keep those of the previous one."""

@@ -133,8 +133,8 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         verbose: int = 0,
         transform_layer: int = -1,
         compile: bool = False,
-        top_refit: str | None = None,
-        top_refit_min_variance: float | None = None,
+        top_refit: str | None = "auto",
+        top_refit_min_variance: float | None = 0.01,
         contamination="auto",
     ) -> None:
         self.n_components = n_components

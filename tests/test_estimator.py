@@ -791,8 +791,19 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
     params = {"layers": layers, "max_iter": 4, "random_state": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        sgd = DeepConvGMM(6, **params).fit(X)
-        em = DeepConvGMM(6, top_refit="em", **params).fit(X)
+        sgd = DeepConvGMM(6, top_refit=None, **params).fit(X)
+        em = DeepConvGMM(6, top_refit="em", top_refit_min_variance=None, **params).fit(X)
+        default = DeepConvGMM(6, **params).fit(X)
+    # "auto" (the default) refits a deep stack's top layer at the floor 0.01, not a flat one.
+    if layers == "flat":
+        assert default.em_n_iter_ == 0
+        assert torch.equal(default.module_.top.means, sgd.module_.top.means)
+    else:
+        stack = copy.deepcopy(sgd.module_)
+        data = torch.as_tensor(X, dtype=torch.float32).view(len(X), 64, 1)
+        result = refit_top(stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.01)
+        assert default.em_n_iter_ == result.n_iter >= 1
+        assert torch.equal(default.module_.top.precisions, stack.top.precisions)
     assert sgd.em_n_iter_ == 0 and 1 <= em.em_n_iter_ <= 100
     # The same SGD run (same seed) below: only the top layer differs.
     for a, b in zip(sgd.module_.layers[:-1], em.module_.layers[:-1]):

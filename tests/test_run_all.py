@@ -47,6 +47,8 @@ RESULTS = {
             {"dataset": "mnist", "protocol": "clustering", "model": "DeepConvGMM(flat)",
              "accuracy_mean": 0.55, "accuracy_std": 0.0, "accuracy_per_seed": [0.55],
              "nmi_mean": 0.5, "nmi_std": 0.0, "nmi_per_seed": [0.5]},
+            {"dataset": "mnist", "protocol": "samples", "model": "top_refit=em, floor 0.01",
+             "ndb_k_mean": 0.687, "ndb_k_std": 0.0065, "ndb_k_per_seed": [0.68, 0.693]},
         ],
     },
     "defaults": {
@@ -174,7 +176,8 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert deep_row in report
     assert "| samples (mnist, 20000 images) | 25 | 44.4 | 9 | NDB/K 0.700 | NDB/K 0.760 |" in report
     assert "Settings: `seed=0`, `reg_covar=0.05`." in report
-    assert "| fashion-mnist | one-class | top_refit=em | 0.9211 ± 0.0021 | – | – |" in report
+    assert "| fashion-mnist | one-class | top_refit=em | 0.9211 ± 0.0021 | – | – | – |" in report
+    assert "| mnist | samples | top_refit=em, floor 0.01 | – | – | – | 0.6870 ± 0.0065 |" in report
     assert "| mnist | clustering | DeepConvGMM(flat) | – | 0.5500 | 0.5000 |" in report
     assert "| 10 | DeepConvGMM(flat, 5 epochs) | 4.4 | 5 | 167.53 | 2.60 | -0.1796 |" in report
     assert "| mnist | DeepConvGMM(C) | 363.5 | 0.674 | 0.634 | 0.551 |" in report
