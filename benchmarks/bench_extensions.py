@@ -19,6 +19,7 @@ Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import itertools
 import json
@@ -28,27 +29,100 @@ import torch
 from _common import RESULTS, best_gaussian_mixture, fit_timed, holdout, load, save
 from sklearn.metrics import normalized_mutual_info_score, roc_auc_score
 
+import skdcgmm._estimator as estimator_module
 from skdcgmm import DeepConvGMM
 from skdcgmm._input import positions
 from skdcgmm._training import refit_top
 from skdcgmm.metrics import NDB, clustering_accuracy
+from skdcgmm.nn import GMMLayer
 
 K = {"one-class": 10, "leave-out": 25, "clustering": 10, "samples": 25}
 SAMPLE_TRAIN, N_SAMPLES = 20_000, 2_000
+#: Images whose layer inputs give the data-based initial means; fine-tuning epochs, batch size
+#: and rate (a multiple of the fit's final rate: 5 is its initial one).
+N_INIT_IMAGES, FINETUNE_EPOCHS, FINETUNE_BATCH, FINETUNE_RATE = 1_000, 5, 256, 5.0
+DEFAULT_FLOOR = 0.01
 
 
 def refitted(model: DeepConvGMM, X, floor: float | None) -> DeepConvGMM:
     """A copy of ``model`` with its top layer refitted by EM (variance floor ``floor``)."""
     model = copy.deepcopy(model).set_params(top_refit="em", top_refit_min_variance=floor)
     shape = positions(model.image_shape_)
-    data = torch.as_tensor(X, dtype=torch.float32, device=model.device_).view(len(X), *shape)
     model.em_n_iter_ = refit_top(
-        model.module_, data, shape=shape, max_iter=100, tol=model.tol, min_variance=floor
+        model.module_, _data(model, X), shape=shape, max_iter=100, tol=model.tol, min_variance=floor
     ).n_iter
     return model
 
 
-def models(k: int, X, seed: int, floors) -> list[tuple[str, object]]:
+def _data(model: DeepConvGMM, X) -> torch.Tensor:
+    shape = positions(model.image_shape_)
+    return torch.as_tensor(X, dtype=torch.float32, device=model.device_).view(len(X), *shape)
+
+
+@torch.no_grad()
+def init_means_from_data(stack, x: torch.Tensor, generator: torch.Generator) -> None:
+    """Every GMM layer's means from randomly chosen inputs of that layer (one batch ``x``,
+    forwarded through the layers below, which are initialised first)."""
+    for layer in stack.layers:
+        if isinstance(layer, GMMLayer):
+            n, n_pos, dim = x.shape
+            k = layer.n_components
+            if layer.shared:  # any vector of any image and position
+                pick = torch.randperm(n * n_pos, generator=generator)[:k]
+                layer.means.copy_(x.reshape(-1, dim)[pick].expand_as(layer.means))
+            else:  # per position: vectors of random images at that position
+                rows = torch.randint(n, (n_pos, k), generator=generator)
+                layer.means.copy_(x[rows, torch.arange(n_pos)[:, None]])
+        x = layer(x)
+
+
+@contextlib.contextmanager
+def data_initialised(X, seed: int):
+    """New stacks built by ``DeepConvGMM.fit`` start from :func:`init_means_from_data`."""
+    rng = np.random.RandomState(seed)
+    images = X[rng.choice(len(X), min(N_INIT_IMAGES, len(X)), replace=False)]
+    build = estimator_module.build_stack
+
+    def build_from_data(specs, image_shape, n_components, generator):
+        stack = build(specs, image_shape, n_components, generator)
+        x = torch.as_tensor(images, dtype=torch.float32).view(len(images), *positions(image_shape))
+        init_means_from_data(stack, x, generator)
+        return stack
+
+    estimator_module.build_stack = build_from_data
+    try:
+        yield
+    finally:
+        estimator_module.build_stack = build
+
+
+def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
+    """A copy of ``model`` after ``FINETUNE_EPOCHS`` epochs of SGD on every GMM layer's exact
+    log-likelihood, each on its detached input."""
+    model = copy.deepcopy(model)
+    stack, data = model.module_, _data(model, X)
+    rate = float(np.min(model.history_["learning_rate"][-1])) * FINETUNE_RATE
+    gmms = [layer for layer in stack.layers if isinstance(layer, GMMLayer)]
+    optimizers = [torch.optim.SGD(layer.param_groups(rate)) for layer in gmms]
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(FINETUNE_EPOCHS):
+        for rows in torch.randperm(len(data), generator=generator).split(FINETUNE_BATCH):
+            x, loss = data[rows], 0.0
+            for layer in stack.layers:
+                x = x.detach()
+                if isinstance(layer, GMMLayer):
+                    loss = loss - layer.log_likelihood(x).mean()
+                x = layer(x)
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            loss.backward()
+            for optimizer, layer in zip(optimizers, gmms):
+                optimizer.step()
+                layer.project_()
+    return model
+
+
+def models(k: int, X, seed: int, floors, variants=()) -> list[tuple[str, object]]:
     X_fit, X_val = holdout(X, seed=seed)
     em, _, reg = best_gaussian_mixture(k, X_fit, X_val, seed)
     flat = fit_timed(DeepConvGMM(k, layers="flat", random_state=seed), X)[0]
@@ -58,6 +132,15 @@ def models(k: int, X, seed: int, floors) -> list[tuple[str, object]]:
     for floor in floors:
         label = "top_refit=em" + ("" if floor is None else f", floor {floor}")
         out.append((label, refitted(deep, X, floor)))
+    if "data-init" in variants:
+        with data_initialised(X, seed):
+            initialised = fit_timed(DeepConvGMM(k, top_refit=None, random_state=seed), X)[0]
+        label = f"data init + top_refit=em, floor {DEFAULT_FLOOR}"
+        out.append((label, refitted(initialised, X, DEFAULT_FLOOR)))
+    if "exact-ft" in variants:
+        tuned = exact_finetuned(deep, X, seed)
+        label = f"exact-LL fine-tune + top_refit=em, floor {DEFAULT_FLOOR}"
+        out.append((label, refitted(tuned, X, DEFAULT_FLOOR)))
     return out
 
 
@@ -73,6 +156,13 @@ def main() -> None:
         nargs="+",
         default=[None, 0.01, 0.002],
         help="variance floors of the EM refit ('layer': the top layer's own)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=["data-init", "exact-ft"],
+        default=[],
+        help="extensions tried and not kept, each with the default EM refit (see above)",
     )
     parser.add_argument(
         "--keep",
@@ -106,7 +196,9 @@ def main() -> None:
                     else:
                         train = X[y == cls] if protocol == "one-class" else X[y != cls]
                         inliers = yt == cls if protocol == "one-class" else yt != cls
-                    for label, model in models(K[protocol], train, seed, args.floors):
+                    for label, model in models(
+                        K[protocol], train, seed, args.floors, args.variants
+                    ):
                         row = {"dataset": name, "protocol": protocol, "seed": seed,
                                "class": cls, "model": label}  # fmt: skip
                         if protocol == "clustering":
