@@ -321,6 +321,7 @@ def section_outliers(data: dict) -> list[str]:
             [("dataset", "dataset", 0), ("protocol", "protocol", 0), ("classes", "classes", 0)]
             + [(m, m, 0) for m in models],
         ),
+        *([f"Note: {data['note']}"] if data.get("note") else []),
     ]
 
 

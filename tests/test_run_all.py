@@ -90,6 +90,7 @@ RESULTS = {
             for c in (0, 1)
             for m, a in (("GMM", 0.90 + c / 100), ("DeepConvGMM(C)", 0.97 + c / 100))
         ],
+        "note": "Measured before the default changed.",
     },
     "representation": {
         "rows": [
@@ -189,6 +190,8 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert "| mnist | one-class | 2 | 0.9050 | **0.9750** |" in report
     assert "| fashion-mnist | one-class | 1 | **0.9200** | 0.9000 | 0.9100 |" in report
     assert "what is missing is in the features" in report
+    assert "\nNote: Measured before the default changed.\n" in report  # the saved note
+    assert report.count("Note: ") == 1  # the representation results have none
     assert "| C | 63,735 | 3.6 | 2,750 | 1,589 | 562 | 26 |" in report
     assert "| mnist | `test set (floor)` | 0.290 | – | 0.0047 | – | – |" in report
     assert "| mnist | `DeepConvGMM(flat)` | 0.660 | 0.025 | 0.0669 | 23,781 | 16.2 |" in report
