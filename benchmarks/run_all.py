@@ -321,7 +321,6 @@ def section_outliers(data: dict) -> list[str]:
             [("dataset", "dataset", 0), ("protocol", "protocol", 0), ("classes", "classes", 0)]
             + [(m, m, 0) for m in models],
         ),
-        *([f"Note: {data['note']}"] if data.get("note") else []),
     ]
 
 
@@ -700,6 +699,8 @@ def build_report(
             body = (builder or section_generic)(data)
         except Exception as error:  # a changed JSON layout must not stop the report
             body = [f"*Could not render `{path.name}`*: {type(error).__name__}: {error}."]
+        if data.get("note"):  # what the saved figures predate or leave out
+            body.append(f"Note: {data['note']}")
         body.append(f"Source: `bench_{name}.py`, [`{path.name}`]({link_prefix}{path.name}).")
         for paragraph in body:
             if paragraph:
