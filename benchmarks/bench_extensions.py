@@ -13,7 +13,8 @@ first 20,000 training images, K = 25: NDB/K of 2,000 samples on 100 k-means bins
 images, mean over bin seeds 0-2; GaussianMixture's samples clipped to [0, 1]).
 
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add ``--seeds 0 1 2``;
-``--keep`` adds to the saved rows instead of replacing them)
+``--keep`` adds to the saved rows instead of replacing them). ``--stacks`` adds fits with other layer
+stacks (EM refit at each of ``--floors``; at 0.01 the defaults); ``--stacks-only`` fits only those.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import itertools
 import json
 
 import numpy as np
@@ -33,6 +33,7 @@ import skdcgmm._estimator as estimator_module
 from skdcgmm import DeepConvGMM
 from skdcgmm._input import positions
 from skdcgmm._training import refit_top
+from skdcgmm.layers import GMM, Fold, Pool
 from skdcgmm.metrics import NDB, clustering_accuracy
 from skdcgmm.nn import GMMLayer
 
@@ -42,6 +43,13 @@ SAMPLE_TRAIN, N_SAMPLES = 20_000, 2_000
 #: and rate (a multiple of the fit's final rate: 5 is its initial one).
 N_INIT_IMAGES, FINETUNE_EPOCHS, FINETUNE_BATCH, FINETUNE_RATE = 1_000, 5, 256, 5.0
 DEFAULT_FLOOR = 0.01
+#: Layer stacks measured with ``--stacks`` (fitted with every other option at its default):
+#: presets by name, and C with 3x3 patches and average pooling (issue 22: do smaller patches
+#: keep the grey-level detail that 8x8 prototypes lose?).
+STACKS = {
+    "E": "E",
+    "C3avg": (Fold(3, 1), GMM(25), Pool(2, mode="avg"), Fold(), GMM(wait=0.1)),
+}
 
 
 def refitted(model: DeepConvGMM, X, floor: float | None) -> DeepConvGMM:
@@ -122,16 +130,29 @@ def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
     return model
 
 
-def models(k: int, X, seed: int, floors, variants=()) -> list[tuple[str, object]]:
+def refit_label(floor: float | None) -> str:
+    return "top_refit=em" + ("" if floor is None else f", floor {floor}")
+
+
+def models(
+    k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False
+) -> list[tuple[str, object]]:
+    out = []
+    for name in stacks:
+        sgd = fit_timed(DeepConvGMM(k, layers=STACKS[name], top_refit=None, random_state=seed), X)
+        for floor in floors:
+            label = "(defaults)" if floor == DEFAULT_FLOOR else refit_label(floor)
+            out.append((f"layers={name} {label}", refitted(sgd[0], X, floor)))
+    if stacks_only:
+        return out
     X_fit, X_val = holdout(X, seed=seed)
     em, _, reg = best_gaussian_mixture(k, X_fit, X_val, seed)
     flat = fit_timed(DeepConvGMM(k, layers="flat", random_state=seed), X)[0]
     deep = fit_timed(DeepConvGMM(k, top_refit=None, random_state=seed), X)[0]
-    out = [(f"GaussianMixture(reg_covar={reg})", em), ("DeepConvGMM(flat)", flat)]
+    out += [(f"GaussianMixture(reg_covar={reg})", em), ("DeepConvGMM(flat)", flat)]
     out.append(("DeepConvGMM (paper: SGD only)", deep))
     for floor in floors:
-        label = "top_refit=em" + ("" if floor is None else f", floor {floor}")
-        out.append((label, refitted(deep, X, floor)))
+        out.append((refit_label(floor), refitted(deep, X, floor)))
     if "data-init" in variants:
         with data_initialised(X, seed):
             initialised = fit_timed(DeepConvGMM(k, top_refit=None, random_state=seed), X)[0]
@@ -164,22 +185,20 @@ def main() -> None:
         default=[],
         help="extensions tried and not kept, each with the default EM refit (see above)",
     )
+    parser.add_argument("--stacks", nargs="*", choices=list(STACKS), default=[],
+                        help="other layer stacks, refitted at each of --floors")  # fmt: skip
+    parser.add_argument("--stacks-only", action="store_true",
+                        help="fit only the --stacks models (no baselines, no floors)")  # fmt: skip
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the saved rows of (data set, protocol, seed) runs that this run does not redo",
+        help="keep the saved rows that this run does not measure again",
     )
     args = parser.parse_args()
 
     rows = []
     saved = RESULTS / "extensions.json"
-    if args.keep and saved.exists():
-        redo = set(itertools.product(args.datasets, args.protocols, args.seeds))
-        rows = [
-            row
-            for row in json.loads(saved.read_text())["rows"]
-            if (row["dataset"], row["protocol"], row["seed"]) not in redo
-        ]
+    kept = json.loads(saved.read_text())["rows"] if args.keep and saved.exists() else []
     for name in args.datasets:
         X, y, Xt, yt = load(name)
         for protocol in args.protocols:
@@ -197,8 +216,9 @@ def main() -> None:
                         train = X[y == cls] if protocol == "one-class" else X[y != cls]
                         inliers = yt == cls if protocol == "one-class" else yt != cls
                     for label, model in models(
-                        K[protocol], train, seed, args.floors, args.variants
-                    ):
+                        K[protocol], train, seed, args.floors, args.variants, args.stacks,
+                        args.stacks_only,
+                    ):  # fmt: skip
                         row = {"dataset": name, "protocol": protocol, "seed": seed,
                                "class": cls, "model": label}  # fmt: skip
                         if protocol == "clustering":
@@ -218,11 +238,17 @@ def main() -> None:
                               flush=True)  # fmt: skip
                         rows.append(row)
             # Saved after every protocol, so that a long run cut short keeps what it measured.
-            summary = summarise(rows)
-            seeds = sorted({row["seed"] for row in rows})
-            save("extensions", {"seeds": seeds, "rows": rows, "summary": summary})
+            measured = {_key(row) for row in rows}
+            every = [row for row in kept if _key(row) not in measured] + rows
+            summary = summarise(every)
+            seeds = sorted({row["seed"] for row in every})
+            save("extensions", {"seeds": seeds, "rows": every, "summary": summary})
     for entry in summary:
         print(entry, flush=True)
+
+
+def _key(row: dict) -> tuple:
+    return row["dataset"], row["protocol"], row["seed"], row["class"], row["model"]
 
 
 def summarise(rows: list[dict]) -> list[dict]:

@@ -509,7 +509,8 @@ def section_extensions(data: dict) -> list[str]:
         "`DeepConvGMM()` fits. Mean over the classes (outlier protocols), then mean ± standard "
         "deviation over the seeds; NDB/K (samples, lower is better) of 2,000 samples of a model "
         "of 20,000 training images (K = 25). *data init* and *exact-LL fine-tune* (with the "
-        "default refit) are extensions tried and not kept (`bench_extensions.py --variants`).",
+        "default refit) are extensions tried and not kept (`bench_extensions.py --variants`); "
+        "*layers=…* rows are other layer stacks fitted with every default (`--stacks`).",
         _settings(data, ["seeds"]),
         table(
             data.get("summary", []),
