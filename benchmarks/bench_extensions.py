@@ -14,7 +14,7 @@ images, mean over bin seeds 0-2; GaussianMixture's samples clipped to [0, 1]).
 
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add ``--seeds 0 1 2``;
 ``--keep`` adds to the saved rows instead of replacing them). ``--stacks`` adds fits with other layer
-stacks (EM refit at each of ``--floors``; at 0.01 the defaults); ``--stacks-only`` fits only those.
+stacks (EM refit at each of ``--floors``; floor 0.01 is the default); ``--stacks-only`` fits only those.
 """
 
 from __future__ import annotations
@@ -130,8 +130,12 @@ def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
     return model
 
 
-def refit_label(floor: float | None) -> str:
-    return "top_refit=em" + ("" if floor is None else f", floor {floor}")
+def refits(model: DeepConvGMM, X, floors, prefix: str = "") -> list[tuple[str, DeepConvGMM]]:
+    """``model`` refitted at each floor, labelled ``prefix + "top_refit=em[, floor f]"``."""
+    return [
+        (prefix + "top_refit=em" + ("" if f is None else f", floor {f}"), refitted(model, X, f))
+        for f in floors
+    ]
 
 
 def models(
@@ -140,9 +144,7 @@ def models(
     out = []
     for name in stacks:
         sgd = fit_timed(DeepConvGMM(k, layers=STACKS[name], top_refit=None, random_state=seed), X)
-        for floor in floors:
-            label = "(defaults)" if floor == DEFAULT_FLOOR else refit_label(floor)
-            out.append((f"layers={name} {label}", refitted(sgd[0], X, floor)))
+        out += refits(sgd[0], X, floors, prefix=f"layers={name}, ")
     if stacks_only:
         return out
     X_fit, X_val = holdout(X, seed=seed)
@@ -151,8 +153,7 @@ def models(
     deep = fit_timed(DeepConvGMM(k, top_refit=None, random_state=seed), X)[0]
     out += [(f"GaussianMixture(reg_covar={reg})", em), ("DeepConvGMM(flat)", flat)]
     out.append(("DeepConvGMM (paper: SGD only)", deep))
-    for floor in floors:
-        out.append((refit_label(floor), refitted(deep, X, floor)))
+    out += refits(deep, X, floors)
     if "data-init" in variants:
         with data_initialised(X, seed):
             initialised = fit_timed(DeepConvGMM(k, top_refit=None, random_state=seed), X)[0]
@@ -188,7 +189,7 @@ def main() -> None:
     parser.add_argument("--stacks", nargs="*", choices=list(STACKS), default=[],
                         help="other layer stacks, refitted at each of --floors")  # fmt: skip
     parser.add_argument("--stacks-only", action="store_true",
-                        help="fit only the --stacks models (no baselines, no floors)")  # fmt: skip
+                        help="fit only the --stacks models (no baselines)")  # fmt: skip
     parser.add_argument(
         "--keep",
         action="store_true",

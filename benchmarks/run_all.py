@@ -510,7 +510,7 @@ def section_extensions(data: dict) -> list[str]:
         "deviation over the seeds; NDB/K (samples, lower is better) of 2,000 samples of a model "
         "of 20,000 training images (K = 25). *data init* and *exact-LL fine-tune* (with the "
         "default refit) are extensions tried and not kept (`bench_extensions.py --variants`); "
-        "*layers=…* rows are other layer stacks fitted with every default (`--stacks`).",
+        "*layers=…* rows are other layer stacks, refitted at the same floors (`--stacks`).",
         _settings(data, ["seeds"]),
         table(
             data.get("summary", []),
