@@ -283,6 +283,9 @@ class DeepConvGMM(
     [50, 50]
     """
 
+    #: The preset that ``layers="auto"`` gives images of at least 16x16.
+    _auto_layers: ClassVar[str] = "C"
+
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "layers": [str, list, tuple],
@@ -457,7 +460,7 @@ class DeepConvGMM(
                 shape=shape,
                 max_iter=_EM_MAX_ITER,
                 tol=self.tol,
-                min_variance=self.top_refit_min_variance,
+                min_variance=self._refit_min_variance(image_shape),
             ).n_iter
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)
@@ -469,6 +472,10 @@ class DeepConvGMM(
         self.data_min_, self.data_max_ = low, high
         return self
 
+    def _refit_min_variance(self, image_shape: tuple[int, int, int]) -> float | None:
+        """The variance floor of the top-layer refit of images of ``image_shape``."""
+        return self.top_refit_min_variance
+
     def _refits_top(self, stack) -> bool:
         """Whether ``top_refit`` asks for the EM refit of ``stack``'s top layer."""
         if self.top_refit == "auto":
@@ -477,11 +484,14 @@ class DeepConvGMM(
 
     def _resolve_specs(self, image_shape, *, partial: bool, continuing: bool) -> tuple:
         """The layer specs of this fit; a continued fit must keep those of the previous one."""
-        specs = resolve_layers(self.layers, image_shape)
+        specs = resolve_layers(self.layers, image_shape, auto=self._auto_layers)
         if continuing and isinstance(self.layers, str):
             # A preset continues with the precision rates it was fitted with: that default
-            # changed (models saved before resolved None to 10 in every GMM layer).
-            if _unset_precision_rates(specs) == _unset_precision_rates(self.layers_):
+            # changed (models saved before resolved None to 10 in every GMM layer). "auto"
+            # continues with the stack it chose: the outlier detector's choice changed too.
+            chosen = [specs, resolve_layers(self.layers, image_shape)]
+            fitted = _unset_precision_rates(self.layers_)
+            if any(_unset_precision_rates(choice) == fitted for choice in chosen):
                 specs = self.layers_
         if continuing and (
             self.layers_ != specs or self.module_.top.n_components != self.n_components

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from numbers import Real
 from typing import ClassVar
@@ -12,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._estimator import DeepConvGMM
+from .layers import LARGE_IMAGE_SIDE
 
 __all__ = ["DeepConvGMMOutlierDetector"]
 
@@ -30,6 +32,41 @@ _PARENT_PARAMETERS = _doc_section(DeepConvGMM.__doc__ or "", "Parameters") or (
     "        The parameters of :class:`DeepConvGMM`, with the same meaning and defaults."
 )
 _PARENT_ATTRIBUTES = _doc_section(DeepConvGMM.__doc__ or "", "Attributes")
+
+#: The detector's own defaults, measured best for outlier detection (README, "Extensions"):
+#: on images of at least 16x16, preset ``"E"`` (3x3 patches) for ``layers="auto"`` and a lower
+#: variance floor of the top-layer refit for ``top_refit_min_variance="auto"``.
+_AUTO_LAYERS, _LARGE_IMAGE_FLOOR = "E", 0.002
+_OWN_DEFAULTS = {
+    "layers": """    layers : str or sequence of layer specs, default="auto"
+        As in :class:`DeepConvGMM`, except that ``"auto"`` is ``"E"`` (3x3 patches, three
+        GMM layers; ``"C"`` in :class:`DeepConvGMM`) for images of at least 16x16: finer
+        patches keep the grey-level detail that tells textured images apart. Over three
+        seeds, with the default refit floor below, it raised Fashion-MNIST one-class ROC-AUC
+        from 0.919 (``"C"``) to 0.929 and leave-one-class-out ROC-AUC from 0.713 to 0.730,
+        above both flat baselines, at about twice ``"C"``'s fit time. On MNIST one-class it
+        stays level (0.977 against 0.978), leave-out drops from 0.869 to 0.856 (seed 0), far
+        above the flat models' 0.73 (README, "Extensions"). Below 16x16 the stacks of
+        :class:`DeepConvGMM`. A detector fitted when ``"auto"`` was ``"C"`` for it continues
+        (``warm_start``, ``partial_fit``) with ``"C"``.""",
+    "top_refit_min_variance": """    top_refit_min_variance : float, None or "auto", default="auto"
+        Variance floor of the ``top_refit`` EM steps, as in :class:`DeepConvGMM` (whose
+        default is 0.01, the better floor for clustering). ``"auto"``: 0.002 for images of
+        at least 16x16, where the tighter top components gain outlier ROC-AUC with preset
+        ``"E"`` and ``"C"`` alike, and 0.01 below, where the lower floor lost it on
+        scikit-learn's 8x8 digits.""",
+}
+
+
+def _with_own_defaults(parameters: str) -> str:
+    """``parameters`` (numpydoc entries) with the entries of ``_OWN_DEFAULTS`` replaced."""
+    for name, entry in _OWN_DEFAULTS.items():
+        pattern = rf"    {name} : .*?(?=\n    \w+ : |\Z)"
+        match = re.search(pattern, parameters, re.S)
+        if match:  # None where docstrings are stripped (python -OO)
+            parameters = parameters[: match.start()] + entry + parameters[match.end() :]
+    return parameters
+
 
 _DOC = """Outlier detector on a Deep Convolutional GMM: a drop-in for ``IsolationForest``.
 
@@ -102,15 +139,24 @@ _DOC = """Outlier detector on a Deep Convolutional GMM: a drop-in for ``Isolatio
 
 
 class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
-    __doc__ = _DOC.format(parameters=_PARENT_PARAMETERS, attributes=_PARENT_ATTRIBUTES)
+    __doc__ = _DOC.format(
+        parameters=_with_own_defaults(_PARENT_PARAMETERS), attributes=_PARENT_ATTRIBUTES
+    )
+    _auto_layers: ClassVar[str] = _AUTO_LAYERS
 
     _parameter_constraints: ClassVar[dict] = {
         **DeepConvGMM._parameter_constraints,
+        "top_refit_min_variance": [
+            *DeepConvGMM._parameter_constraints["top_refit_min_variance"],
+            StrOptions({"auto"}),
+        ],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
     }
 
     # Every parameter of DeepConvGMM, in its order, then contamination. sklearn needs them
     # spelled out (get_params reads this signature); they are stored as given, no super().
+    # The defaults are DeepConvGMM's except for _OWN_DEFAULTS (layers="auto" resolves through
+    # _auto_layers).
     def __init__(
         self,
         n_components: int = 10,
@@ -134,7 +180,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         transform_layer: int = -1,
         compile: bool = False,
         top_refit: str | None = "auto",
-        top_refit_min_variance: float | None = 0.01,
+        top_refit_min_variance: float | str | None = "auto",
         contamination="auto",
     ) -> None:
         self.n_components = n_components
@@ -159,6 +205,13 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.top_refit = top_refit
         self.top_refit_min_variance = top_refit_min_variance
         self.contamination = contamination
+
+    def _refit_min_variance(self, image_shape: tuple[int, int, int]) -> float | None:
+        if self.top_refit_min_variance != "auto":
+            return self.top_refit_min_variance
+        if min(image_shape[:2]) >= LARGE_IMAGE_SIDE:
+            return _LARGE_IMAGE_FLOOR
+        return inspect.signature(DeepConvGMM).parameters["top_refit_min_variance"].default
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMMOutlierDetector:

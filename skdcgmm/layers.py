@@ -259,18 +259,26 @@ PRESETS: dict[str, tuple] = {
         GMM(lr_weights=0.0, wait=0.3),
     ),
 }
-#: ``layers="auto"``: ``"C"`` for images of at least 16x16, this stack for 8x8 up to 16x16
-#: (8x8 patches would cover such images whole), ``"flat"`` below 8x8 and for tabular data.
+#: ``layers="auto"``: ``"C"`` (``resolve_layers``'s ``auto``) for images of at least 16x16, this
+#: stack for 8x8 up to 16x16 (8x8 patches would cover such images whole), ``"flat"`` below 8x8
+#: and for tabular data.
 SMALL_IMAGE_LAYERS = (Fold(3, 1), GMM(25), Pool(2), Fold(), GMM(wait=0.1))
+#: The smallest side of the images that ``layers="auto"`` gives the preset ``auto``.
+LARGE_IMAGE_SIDE = 16
 _SPEC_TYPES = (Fold, GMM, Pool)
 
 
-def resolve_layers(layers: str | Sequence, image_shape: tuple[int, int, int]) -> tuple:
-    """Turn ``layers`` (a preset name or a sequence of specs) into a validated spec tuple."""
+def resolve_layers(
+    layers: str | Sequence, image_shape: tuple[int, int, int], auto: str = "C"
+) -> tuple:
+    """Turn ``layers`` (a preset name or a sequence of specs) into a validated spec tuple.
+
+    ``auto`` is the preset that ``layers="auto"`` gives images of at least 16x16.
+    """
     if isinstance(layers, str):
         name, side = layers, min(image_shape[:2])
         if layers == "auto":
-            name = "C" if side >= 16 else "small" if side >= 8 else "flat"
+            name = auto if side >= LARGE_IMAGE_SIDE else "small" if side >= 8 else "flat"
         if name != "small" and name not in PRESETS:
             raise ValueError(
                 f"Unknown layers preset {layers!r}; choose one of {[*sorted(PRESETS), 'auto']} "

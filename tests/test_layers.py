@@ -91,6 +91,9 @@ def test_auto_choice_depends_on_image_size():
     assert resolve_layers("auto", (8, 8, 1))[0] == Fold((3, 3), (1, 1))
     assert resolve_layers("auto", (1, 1, 5)) == resolve_layers("flat", (1, 1, 5))
     assert resolve_layers("auto", (7, 7, 1)) == resolve_layers("flat", (7, 7, 1))
+    # auto= picks the preset of large images only (the outlier detector asks for "E").
+    assert resolve_layers("auto", (28, 28, 1), auto="E") == resolve_layers("E", (28, 28, 1))
+    assert resolve_layers("auto", (8, 8, 1), auto="E") == resolve_layers("auto", (8, 8, 1))
 
 
 def test_specs_are_frozen_hashable_and_picklable():

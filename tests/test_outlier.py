@@ -16,7 +16,10 @@ from sklearn.utils import get_tags
 from sklearn.utils._testing import assert_allclose
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import skdcgmm._estimator as estimator_module
 from skdcgmm import DeepConvGMM, DeepConvGMMOutlierDetector
+from skdcgmm._training import refit_top
+from skdcgmm.layers import resolve_layers
 
 from .conftest import make_blobs_data
 
@@ -65,12 +68,49 @@ def test_init_lists_every_parameter_of_deepconvgmm():
     child = inspect.signature(DeepConvGMMOutlierDetector).parameters
     assert list(child) == [*parent, "contamination"]
     for name, param in parent.items():
-        assert child[name].default == param.default, name
+        if name != "top_refit_min_variance":  # the detector's own default (below)
+            assert child[name].default == param.default, name
         assert child[name].kind == param.kind, name
     assert set(DeepConvGMMOutlierDetector._parameter_constraints) == {*child}
     doc = DeepConvGMMOutlierDetector.__doc__
     for name in child:
         assert f"\n    {name} : " in doc, name
+
+
+def test_own_defaults_are_the_measured_outlier_settings(monkeypatch):
+    # Images of 16x16 and more: preset E (C in DeepConvGMM) and a top-layer refit floor of
+    # 0.002 (0.01); smaller images: DeepConvGMM's stacks and floor.
+    floors = []
+
+    def recording_refit(*args, min_variance, **kwargs):
+        floors.append(min_variance)
+        return refit_top(*args, min_variance=min_variance, **kwargs)
+
+    monkeypatch.setattr(estimator_module, "refit_top", recording_refit)
+    X = np.random.RandomState(0).rand(40, 16 * 16)
+    detector = DeepConvGMMOutlierDetector(2, max_iter=1, random_state=0).fit(X)
+    assert detector.layers_ == resolve_layers("E", (16, 16, 1))
+    model = DeepConvGMM(2, max_iter=1, random_state=0).fit(X)
+    assert model.layers_ == resolve_layers("C", (16, 16, 1))
+    small = DeepConvGMMOutlierDetector(2, max_iter=1, random_state=0).fit(X[:, :64])
+    assert small.layers_ == resolve_layers("auto", (8, 8, 1))
+    DeepConvGMMOutlierDetector(2, max_iter=1, top_refit_min_variance=0.03).fit(X)
+    assert floors == [0.002, 0.01, 0.01, 0.03]
+    doc = DeepConvGMMOutlierDetector.__doc__
+    assert 'top_refit_min_variance : float, None or "auto", default="auto"' in doc
+    assert '``"auto"`` is ``"E"``' in doc
+    assert doc.count("\n    layers : ") == 1
+
+
+def test_detector_fitted_when_auto_was_c_continues_with_c(monkeypatch):
+    X = np.random.RandomState(0).rand(40, 16 * 16)
+    monkeypatch.setattr(DeepConvGMMOutlierDetector, "_auto_layers", "C")
+    detector = DeepConvGMMOutlierDetector(2, max_iter=1, random_state=0).fit(X)
+    monkeypatch.undo()  # as a detector saved by an earlier version and loaded now
+    detector.partial_fit(X)
+    assert detector.layers_ == resolve_layers("C", (16, 16, 1))
+    with pytest.raises(ValueError, match="same layers"):
+        detector.set_params(layers="flat").partial_fit(X)
 
 
 def test_predict_is_plus_minus_one_and_agrees_with_decision(fitted, blobs_X):
