@@ -76,6 +76,8 @@ _ANNEAL_SAMPLES_PER_SIDE = 18_000
 _MAX_AUTO_EPOCHS = 20
 #: Most EM steps of ``top_refit="em"``.
 _EM_MAX_ITER = 100
+#: Default ``top_refit_min_variance``: the variance floor of the top-layer EM refit.
+_TOP_REFIT_MIN_VARIANCE = 0.01
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
@@ -333,7 +335,7 @@ class DeepConvGMM(
         transform_layer: int = -1,
         compile: bool = False,
         top_refit: str | None = "auto",
-        top_refit_min_variance: float | None = 0.01,
+        top_refit_min_variance: float | None = _TOP_REFIT_MIN_VARIANCE,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
@@ -487,9 +489,10 @@ class DeepConvGMM(
         specs = resolve_layers(self.layers, image_shape, auto=self._auto_layers)
         if continuing and isinstance(self.layers, str):
             # A preset continues with the precision rates it was fitted with: that default
-            # changed (models saved before resolved None to 10 in every GMM layer). "auto"
-            # continues with the stack it chose: the outlier detector's choice changed too.
-            chosen = [specs, resolve_layers(self.layers, image_shape)]
+            # changed (models saved before resolved None to 10 in every GMM layer).
+            chosen = [specs]
+            if self.layers == "auto":  # the outlier detector's "auto" was C before it was E
+                chosen.append(resolve_layers("auto", image_shape))
             fitted = _unset_precision_rates(self.layers_)
             if any(_unset_precision_rates(choice) == fitted for choice in chosen):
                 specs = self.layers_

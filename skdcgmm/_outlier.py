@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from numbers import Real
 from typing import ClassVar
@@ -12,7 +11,7 @@ from sklearn.base import OutlierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import DeepConvGMM
+from ._estimator import _TOP_REFIT_MIN_VARIANCE, DeepConvGMM
 from .layers import LARGE_IMAGE_SIDE
 
 __all__ = ["DeepConvGMMOutlierDetector"]
@@ -209,9 +208,8 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
     def _refit_min_variance(self, image_shape: tuple[int, int, int]) -> float | None:
         if self.top_refit_min_variance != "auto":
             return self.top_refit_min_variance
-        if min(image_shape[:2]) >= LARGE_IMAGE_SIDE:
-            return _LARGE_IMAGE_FLOOR
-        return inspect.signature(DeepConvGMM).parameters["top_refit_min_variance"].default
+        large = min(image_shape[:2]) >= LARGE_IMAGE_SIDE
+        return _LARGE_IMAGE_FLOOR if large else _TOP_REFIT_MIN_VARIANCE
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMMOutlierDetector:
