@@ -261,11 +261,12 @@ def summarise(rows: list[dict]) -> list[dict]:
         groups.setdefault(key, {}).setdefault(row["seed"], []).append(row)
     out = []
     for (dataset, protocol, model), by_seed in sorted(groups.items(), key=str):
-        entry = {"dataset": dataset, "protocol": protocol, "model": model}
+        seeds = sorted(by_seed)
+        entry = {"dataset": dataset, "protocol": protocol, "model": model, "seeds": seeds}
         for metric in ("roc_auc", "accuracy", "nmi", "ndb_k"):
-            if metric not in next(iter(by_seed.values()))[0]:
+            if metric not in by_seed[seeds[0]][0]:
                 continue
-            per_seed = [float(np.mean([r[metric] for r in group])) for group in by_seed.values()]
+            per_seed = [float(np.mean([r[metric] for r in by_seed[seed]])) for seed in seeds]
             entry[f"{metric}_mean"] = float(np.mean(per_seed))
             entry[f"{metric}_std"] = float(np.std(per_seed))
             entry[f"{metric}_per_seed"] = per_seed

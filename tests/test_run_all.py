@@ -320,6 +320,19 @@ def test_clustering_over_seeds_is_reported_as_mean_and_spread(run_all):
     assert "`seeds=[0, 1]`" in text
 
 
+def test_extensions_summary_lists_per_seed_figures_in_seed_order():
+    # rows merged with --keep arrive in any seed order; the per-seed lists must follow `seeds`
+    rows = [
+        {"dataset": "d", "protocol": "one-class", "seed": s, "class": c, "model": "m",
+         "roc_auc": auc}
+        for s, c, auc in [(2, 0, 0.7), (2, 1, 0.9), (0, 0, 0.5), (1, 0, 0.6)]
+    ]  # fmt: skip
+    (entry,) = load_benchmark("extensions").summarise(rows)
+    assert entry["seeds"] == [0, 1, 2]
+    assert entry["roc_auc_per_seed"] == pytest.approx([0.5, 0.6, 0.8])
+    assert entry["roc_auc_mean"] == pytest.approx((0.5 + 0.6 + 0.8) / 3)
+
+
 def load_benchmark(name):
     """The benchmark script ``bench_<name>.py``, loaded as a module."""
     spec = importlib.util.spec_from_file_location(
