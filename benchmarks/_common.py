@@ -52,6 +52,22 @@ def memory_gb() -> float | None:
         return None
 
 
+def code_version() -> str | None:
+    """The checkout's commit (``git describe --always --dirty``), or None outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    version = out.stdout.strip()
+    return version if out.returncode == 0 and version else None
+
+
 def hardware() -> dict:
     """What a benchmark ran on and when (stored in every results file)."""
     return {
@@ -65,6 +81,7 @@ def hardware() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "commit": code_version(),
     }
 
 

@@ -26,7 +26,15 @@ import json
 
 import numpy as np
 import torch
-from _common import RESULTS, best_gaussian_mixture, fit_timed, holdout, load, save
+from _common import (
+    RESULTS,
+    best_gaussian_mixture,
+    code_version,
+    fit_timed,
+    holdout,
+    load,
+    save,
+)
 from sklearn.metrics import normalized_mutual_info_score, roc_auc_score
 
 import skdcgmm._estimator as estimator_module
@@ -197,7 +205,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    rows = []
+    rows, commit = [], code_version()  # every row records the code that measured it
     saved = RESULTS / "extensions.json"
     kept = json.loads(saved.read_text())["rows"] if args.keep and saved.exists() else []
     for name in args.datasets:
@@ -235,6 +243,7 @@ def main() -> None:
                             row["roc_auc"] = float(roc_auc_score(inliers, model.score_samples(Xt)))
                             figure = f"AUC {row['roc_auc']:.4f}"
                         row["em_n_iter"] = getattr(model, "em_n_iter_", None)
+                        row["commit"] = commit
                         print(f"{name} {protocol} seed {seed} class {cls} {label}: {figure}",
                               flush=True)  # fmt: skip
                         rows.append(row)
