@@ -97,6 +97,9 @@ def test_bad_split():
 @pytest.mark.skipif(not os.environ.get("SKDCGMM_DATA"), reason="SKDCGMM_DATA not set: no MNIST")
 @pytest.mark.parametrize("loader", [load_mnist, load_fashion_mnist])
 def test_shared_data_loads_with_standard_shapes(loader):
-    X, y = loader("test", download=False)
+    try:
+        X, y = loader("test", download=False)
+    except OSError as exc:  # SKDCGMM_DATA names a folder without the data (a fresh clone)
+        pytest.skip(f"data set not available: {exc}")
     assert X.shape == (10_000, 784) and y.shape == (10_000,)
     assert X.min() == 0.0 and X.max() == 1.0 and set(np.unique(y)) == set(range(10))
