@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._estimator import _TOP_REFIT_MIN_VARIANCE, DeepConvGMM
-from .layers import LARGE_IMAGE_SIDE
+from .layers import is_large_image
 
 __all__ = ["DeepConvGMMOutlierDetector"]
 
@@ -208,8 +208,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
     def _refit_min_variance(self, image_shape: tuple[int, int, int]) -> float | None:
         if self.top_refit_min_variance != "auto":
             return self.top_refit_min_variance
-        large = min(image_shape[:2]) >= LARGE_IMAGE_SIDE
-        return _LARGE_IMAGE_FLOOR if large else _TOP_REFIT_MIN_VARIANCE
+        return _LARGE_IMAGE_FLOOR if is_large_image(image_shape) else _TOP_REFIT_MIN_VARIANCE
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMMOutlierDetector:

@@ -268,6 +268,11 @@ LARGE_IMAGE_SIDE = 16
 _SPEC_TYPES = (Fold, GMM, Pool)
 
 
+def is_large_image(image_shape: tuple[int, int, int]) -> bool:
+    """Whether both sides of ``image_shape`` reach ``LARGE_IMAGE_SIDE`` (the ``auto`` preset's)."""
+    return min(image_shape[:2]) >= LARGE_IMAGE_SIDE
+
+
 def resolve_layers(
     layers: str | Sequence, image_shape: tuple[int, int, int], auto: str = "C"
 ) -> tuple:
@@ -278,7 +283,7 @@ def resolve_layers(
     if isinstance(layers, str):
         name, side = layers, min(image_shape[:2])
         if layers == "auto":
-            name = auto if side >= LARGE_IMAGE_SIDE else "small" if side >= 8 else "flat"
+            name = auto if is_large_image(image_shape) else "small" if side >= 8 else "flat"
         if name != "small" and name not in PRESETS:
             raise ValueError(
                 f"Unknown layers preset {layers!r}; choose one of {[*sorted(PRESETS), 'auto']} "
