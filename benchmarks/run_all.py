@@ -619,18 +619,25 @@ def hardware_section(runs: list[tuple[str, Path, dict]]) -> list[str]:
                     value = f"{value:.1f}"
                 row[header] = f"{fmt(value)} †"
                 filled = True
+        # The code is never filled from this checkout: it may not be the one that measured.
+        row["commit"] = f"`{stored['commit']}`" if stored.get("commit") else None
         rows.append(row)
     out = [
         table(
             rows,
             [("benchmark", "benchmark", 0), ("run", "date", 0)]
-            + [(h, h, 1) for h, _ in HARDWARE_COLUMNS],
+            + [(h, h, 1) for h, _ in HARDWARE_COLUMNS]
+            + [("commit", "commit", 0)],
         )
     ]
     if filled:
         out.append(
             "† not recorded in the results file: read from the machine that wrote this report, "
             "at report time (the benchmark may have run elsewhere)."
+        )
+    if any(r["commit"] is None for r in rows):
+        out.append(
+            f"{MISSING} (commit): the results file does not record the code that measured it."
         )
     if any(r["date"].endswith("‡") for r in rows):
         out.append("‡ not recorded in the results file: the file's modification time.")

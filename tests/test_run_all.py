@@ -36,6 +36,7 @@ HARDWARE = {
     "memory_gb": 15.5,
     "torch": "9.9.9",
     "cuda": None,
+    "commit": "abc1234-dirty",
 }
 
 RESULTS = {
@@ -210,9 +211,12 @@ def test_renders_a_table_per_benchmark(run_all, tmp_path, no_machine):
     assert "| convolution (log-scores of patches) | 3.60 | 40 % |" in report
     # Hardware as recorded, nothing filled in from this machine.
     assert "## Hardware" in report
-    row = "| `presets` | 2030-01-02 03:04:05 UTC | Test CPU 9000 | 4 | 4 | 15.5 | 9.9.9 | none |"
+    row = (
+        "| `presets` | 2030-01-02 03:04:05 UTC | Test CPU 9000 | 4 | 4 | 15.5 | 9.9.9 | none "
+        "| `abc1234-dirty` |"
+    )
     assert row in report
-    assert "†" not in report and "‡" not in report
+    assert "†" not in report and "‡" not in report and "(commit)" not in report
     # Every table is a block of its own: a blank line before and after.
     lines = report.splitlines()
     for i, line in enumerate(lines):
@@ -250,6 +254,8 @@ def test_missing_hardware_is_filled_from_this_machine(run_all, tmp_path, monkeyp
     assert "Here CPU †" in row and "| 8 |" in row and "2.0" in row and "none †" in row
     assert "UTC ‡" in row  # no date recorded: the file's modification time
     assert "† not recorded in the results file" in report
+    # The commit is never taken from this checkout: it may not be the code that measured.
+    assert row.endswith("| – |") and "– (commit): the results file does not record" in report
 
 
 def test_readme_markers(run_all, tmp_path, monkeypatch, no_machine):
