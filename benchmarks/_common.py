@@ -53,19 +53,25 @@ def memory_gb() -> float | None:
 
 
 def code_version() -> str | None:
-    """The checkout's commit (``git describe --always --dirty``), or None outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+    """The checkout's commit (``git describe --always``), with ``-dirty`` where code differs
+    from it; saved results (``benchmarks/results``) are outputs, not code, and do not count.
+    None outside git."""
+    try:  # pathspecs: the whole work tree but the results folder
+        described = _git(RESULTS.parent, "describe", "--always")
+        changed = _git(RESULTS.parent, "status", "--porcelain", "--untracked-files=no", "--",
+                       ":(top)", f":(exclude){RESULTS.name}")  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    version = out.stdout.strip()
-    return version if out.returncode == 0 and version else None
+    if not described:
+        return None
+    return f"{described}-dirty" if changed else described
+
+
+def _git(cwd: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    if out.returncode != 0:
+        raise subprocess.SubprocessError(out.stderr.strip())
+    return out.stdout.strip()
 
 
 def hardware() -> dict:

@@ -367,3 +367,41 @@ def test_representation_benchmark_reads_the_top_layers_input(layers):
     with torch.no_grad():
         expected = model.module_.double().top_input(torch.from_numpy(X).view(20, 784, 1))
     np.testing.assert_allclose(features, expected.flatten(1).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_code_version_ignores_saved_results(tmp_path, tmp_path_factory, monkeypatch):
+    """Rows record the code that measured them: results written by an earlier run (outputs,
+    not code) leave the commit clean, a changed source file marks it dirty."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    spec = importlib.util.spec_from_file_location(
+        "skdcgmm_bench_common", RUN_ALL.parent / "_common.py"
+    )
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (results / "r.json").write_text("{}")
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    monkeypatch.setattr(common, "RESULTS", results)
+    clean = common.code_version()
+    assert clean and not clean.endswith("-dirty")
+    (results / "r.json").write_text('{"rows": []}')
+    assert common.code_version() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert common.code_version() == f"{clean}-dirty"
+    outside = tmp_path_factory.mktemp("no_git")  # beside the repository, not in it
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(outside.parent))
+    monkeypatch.setattr(common, "RESULTS", outside / "results")
+    assert common.code_version() is None
