@@ -74,6 +74,10 @@ def _git(cwd: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
+#: The code as the benchmark started (edits made while it runs are not the code that measured).
+CODE_VERSION = code_version()
+
+
 def hardware() -> dict:
     """What a benchmark ran on and when (stored in every results file)."""
     return {
@@ -87,7 +91,7 @@ def hardware() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "commit": code_version(),
+        "commit": CODE_VERSION,
     }
 
 
