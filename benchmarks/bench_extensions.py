@@ -208,7 +208,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    rows, commit = [], CODE_VERSION  # every row records the code that measured it
+    rows = []
     saved = RESULTS / "extensions.json"
     kept = json.loads(saved.read_text())["rows"] if args.keep and saved.exists() else []
     for name in args.datasets:
@@ -246,7 +246,7 @@ def main() -> None:
                             row["roc_auc"] = float(roc_auc_score(inliers, model.score_samples(Xt)))
                             figure = f"AUC {row['roc_auc']:.4f}"
                         row["em_n_iter"] = getattr(model, "em_n_iter_", None)
-                        row["commit"] = commit
+                        row["commit"] = CODE_VERSION  # the code that measured the row
                         print(f"{name} {protocol} seed {seed} class {cls} {label}: {figure}",
                               flush=True)  # fmt: skip
                         rows.append(row)

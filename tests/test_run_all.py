@@ -12,10 +12,7 @@ RUN_ALL = Path(__file__).parents[1] / "benchmarks" / "run_all.py"
 
 @pytest.fixture(scope="module")
 def run_all():
-    spec = importlib.util.spec_from_file_location("skdcgmm_bench_run_all", RUN_ALL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_all")
 
 
 @pytest.fixture
@@ -341,11 +338,17 @@ def test_extensions_summary_lists_per_seed_figures_in_seed_order():
 
 def load_benchmark(name):
     """The benchmark script ``bench_<name>.py``, loaded as a module."""
+    return load_script(f"bench_{name}")
+
+
+def load_script(stem):
+    """``benchmarks/<stem>.py``, loaded as a module (with ``benchmarks`` importable, for the
+    scripts' ``_common``)."""
     spec = importlib.util.spec_from_file_location(
-        f"skdcgmm_bench_{name}", RUN_ALL.parent / f"bench_{name}.py"
+        f"skdcgmm_bench_{stem}", RUN_ALL.parent / f"{stem}.py"
     )
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(RUN_ALL.parent))  # the benchmark imports its _common module
+    sys.path.insert(0, str(RUN_ALL.parent))
     try:
         spec.loader.exec_module(module)
     finally:
@@ -377,11 +380,7 @@ def test_code_version_ignores_saved_results(tmp_path, tmp_path_factory, monkeypa
 
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    spec = importlib.util.spec_from_file_location(
-        "skdcgmm_bench_common", RUN_ALL.parent / "_common.py"
-    )
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
+    common = load_script("_common")
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
     (tmp_path / "code.py").write_text("x = 1\n")
