@@ -223,6 +223,9 @@ PRESETS: dict[str, tuple] = {
     "A": (Fold(), GMM()),
     "B": (Fold(8, 2), GMM(49), Fold(), GMM(wait=0.1)),
     "C": (Fold(8, 1), GMM(25), Pool(2), Fold(), GMM(wait=0.1)),
+    # Not the paper's: "C" with 49 first-layer components, DeepConvGMM's "auto" for 16x16 and
+    # up (README, "Extensions").
+    "C49": (Fold(8, 1), GMM(49), Pool(2), Fold(), GMM(wait=0.1)),
     "D": (
         Fold(3, 1),
         GMM(25),
@@ -259,7 +262,7 @@ PRESETS: dict[str, tuple] = {
         GMM(lr_weights=0.0, wait=0.3),
     ),
 }
-#: ``layers="auto"``: ``"C"`` (``resolve_layers``'s ``auto``) for images of at least 16x16, this
+#: ``layers="auto"``: ``"C49"`` (``resolve_layers``'s ``auto``) for images of at least 16x16, this
 #: stack for 8x8 up to 16x16 (8x8 patches would cover such images whole), ``"flat"`` below 8x8
 #: and for tabular data.
 SMALL_IMAGE_LAYERS = (Fold(3, 1), GMM(25), Pool(2), Fold(), GMM(wait=0.1))
@@ -274,7 +277,7 @@ def is_large_image(image_shape: tuple[int, int, int]) -> bool:
 
 
 def resolve_layers(
-    layers: str | Sequence, image_shape: tuple[int, int, int], auto: str = "C"
+    layers: str | Sequence, image_shape: tuple[int, int, int], auto: str = "C49"
 ) -> tuple:
     """Turn ``layers`` (a preset name or a sequence of specs) into a validated spec tuple.
 

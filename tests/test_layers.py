@@ -85,7 +85,7 @@ def test_explicit_precision_rates_are_kept_at_every_position():
 def test_auto_choice_depends_on_image_size():
     assert resolve_layers("auto", (28, 28, 1))[:3] == (
         Fold((8, 8), (1, 1)),
-        GMM(25),
+        GMM(49),
         Pool((2, 2), (2, 2)),
     )
     assert resolve_layers("auto", (8, 8, 1))[0] == Fold((3, 3), (1, 1))
