@@ -21,6 +21,8 @@ from skdcgmm.datasets import load_fashion_mnist, load_mnist
 
 RESULTS = Path(__file__).parent / "results"
 LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
+#: The preset that ``layers="auto"`` gives 28x28 images: the benchmarks' default deep model.
+AUTO_LAYERS = DeepConvGMM._auto_layers
 #: reg_covar grid of the GaussianMixture baseline; the best value on held-out data is kept.
 REG_GRID = (0.01, 0.05, 0.1)
 

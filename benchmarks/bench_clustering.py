@@ -3,7 +3,7 @@
 Every model is fitted on the 60,000 training images and clusters the 10,000 test images;
 reported are Hungarian-matched accuracy, NMI and ARI against the labels, fit time, and a
 linear probe (logistic regression on ``transform`` of the layer the reference reads: the pooled
-first-layer responsibilities of "C") trained on the training set. Baselines in the same run:
+first-layer responsibilities) trained on the training set. Baselines in the same run:
 ``GaussianMixture(covariance_type="diag")`` with the best ``reg_covar`` of a small grid (chosen
 by held-out log-likelihood on 10 % of the training set) and ``DeepConvGMM(layers="flat")``.
 Every model is fitted with every seed of ``--seeds`` (one clustering varies a lot from seed to
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import best_gaussian_mixture, deep, epochs, fit_timed, holdout, load, save
+from _common import AUTO_LAYERS, best_gaussian_mixture, deep, epochs, fit_timed, holdout, load, save
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
@@ -53,7 +53,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
-    parser.add_argument("--deep", default="C", help="deep preset (default: C, the 'auto' choice)")
+    parser.add_argument("--deep", default=AUTO_LAYERS,
+                        help=f"deep preset (default: {AUTO_LAYERS}, the 'auto' choice)")  # fmt: skip
     parser.add_argument(
         "--epochs", type=epochs, default="auto", help="max_iter of the deep model (default: auto)"
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import best_gaussian_mixture, deep, epochs, fit_timed, holdout, load, save
+from _common import AUTO_LAYERS, best_gaussian_mixture, deep, epochs, fit_timed, holdout, load, save
 from sklearn.metrics import roc_auc_score
 
 K_ONE_CLASS = 10
@@ -83,7 +83,7 @@ def arguments(description: str, out: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--deep", default="C")
+    parser.add_argument("--deep", default=AUTO_LAYERS)
     parser.add_argument("--epochs", type=epochs, default="auto", help="max_iter of the deep model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=out)

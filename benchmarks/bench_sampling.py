@@ -2,7 +2,7 @@
 
 Models, fitted on the 60,000 training images with the same top-level component count:
 ``GaussianMixture(covariance_type="diag")`` (best ``reg_covar`` of a small grid, samples clipped
-to [0, 1]), ``DeepConvGMM(layers="flat")`` and the default deep architecture ("C") sampled
+to [0, 1]), ``DeepConvGMM(layers="flat")`` and the default deep architecture (``layers="auto"``) sampled
 plainly, with the reference's sharpening, and sharpened towards the vector drawn at the top.
 The real test set gives the floor. NDB/K uses 100 k-means bins of the training images and
 two-proportion z-tests at alpha = 0.05 (Richardson & Weiss 2018). NDB/K of one sample set moves
@@ -21,7 +21,7 @@ import json
 import time
 
 import numpy as np
-from _common import RESULTS, best_gaussian_mixture, fit_timed, holdout, load, save
+from _common import AUTO_LAYERS, RESULTS, best_gaussian_mixture, fit_timed, holdout, load, save
 
 from skdcgmm import DeepConvGMM
 from skdcgmm.metrics import NDB
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     parser.add_argument("--components", type=int, default=100)
-    parser.add_argument("--deep", default="C")
+    parser.add_argument("--deep", default=AUTO_LAYERS)
     parser.add_argument("--epochs", type=int, default=10, help="epochs of both DeepConvGMMs")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
