@@ -67,7 +67,7 @@ _BASE_LEARNING_RATE, _BASE_BATCH = 0.1, 100
 _FINAL_RATE_DIVISOR = 5.0
 #: ``max_iter="auto"``: annealing lasts this many images seen per unit of side of the torus
 #: grid of the largest GMM layer (sqrt of its components): 90,000 (1.5 epochs of MNIST) for
-#: preset C (25 components), 180,000 for the flat model at K = 100. Shorter annealing loses
+#: preset C (25 components), 126,000 for C49 (49), 180,000 for the flat model at K = 100. Shorter annealing loses
 #: test log-likelihood on the flat model (MNIST, K = 100, 5 epochs: 204 after 1.5 epochs of
 #: annealing, 216 after 3); longer annealing of C loses clustering accuracy.
 _ANNEAL_SAMPLES_PER_SIDE = 18_000
