@@ -16,8 +16,21 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from skdcgmm import DeepConvGMM
-from skdcgmm.datasets import load_fashion_mnist, load_mnist
+#: The checkout whose package the benchmarks measure, and whose commit they record: first on the
+#: path, before any installed skdcgmm (a non-editable install of an older commit would be
+#: measured and labelled with this checkout's commit).
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import skdcgmm  # noqa: E402
+from skdcgmm import DeepConvGMM  # noqa: E402
+from skdcgmm.datasets import load_fashion_mnist, load_mnist  # noqa: E402
+
+if not Path(skdcgmm.__file__).resolve().is_relative_to(ROOT):
+    raise ImportError(
+        f"the benchmarks of {ROOT} must measure its skdcgmm, but {skdcgmm.__file__} was "
+        "imported first: import _common before skdcgmm"
+    )
 
 RESULTS = Path(__file__).parent / "results"
 LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}

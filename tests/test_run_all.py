@@ -404,3 +404,19 @@ def test_code_version_ignores_saved_results(tmp_path, tmp_path_factory, monkeypa
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(outside.parent))
     monkeypatch.setattr(common, "RESULTS", outside / "results")
     assert common.code_version() is None
+
+
+def test_benchmarks_measure_the_checkouts_package(tmp_path):
+    """An installed skdcgmm (here a stale one on PYTHONPATH) is not what the benchmarks measure:
+    they import the package of their own checkout, whose commit they record."""
+    import os
+    import subprocess
+
+    stale = tmp_path / "skdcgmm"
+    stale.mkdir()
+    (stale / "__init__.py").write_text("raise ImportError('the stale install was imported')\n")
+    code = "import _common, skdcgmm; print(skdcgmm.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=RUN_ALL.parent, env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert Path(out.stdout.strip()) == RUN_ALL.parents[1] / "skdcgmm" / "__init__.py"
