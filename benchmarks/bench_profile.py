@@ -1,6 +1,6 @@
 """Where the training time goes: a torch-profiler breakdown of one annealed epoch.
 
-For the default architecture (``"C"``, the ``layers="auto"`` choice for 28x28), eager and with
+For the paper's architecture ``"C"`` (``layers="auto"`` is ``"C49"`` since issue 22), eager and with
 ``compile=True``, and the flat model at K = 100, each in a process of its own, a model is
 fitted with batches of 100 (the ``batch_size="auto"`` value from 10,000 images up) for 2 epochs
 on ``--n`` MNIST images (annealing has ended by then); one more epoch (``partial_fit``) runs
