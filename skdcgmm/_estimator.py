@@ -67,9 +67,9 @@ _BASE_LEARNING_RATE, _BASE_BATCH = 0.1, 100
 _FINAL_RATE_DIVISOR = 5.0
 #: ``max_iter="auto"``: annealing lasts this many images seen per unit of side of the torus
 #: grid of the largest GMM layer (sqrt of its components): 90,000 (1.5 epochs of MNIST) for
-#: preset C (25 components), 126,000 for C49 (49), 180,000 for the flat model at K = 100. Shorter annealing loses
-#: test log-likelihood on the flat model (MNIST, K = 100, 5 epochs: 204 after 1.5 epochs of
-#: annealing, 216 after 3); longer annealing of C loses clustering accuracy.
+#: preset C (25 components), 126,000 for C49 (49), 180,000 for the flat model at K = 100.
+#: Shorter annealing loses test log-likelihood on the flat model (MNIST, K = 100, 5 epochs: 204
+#: after 1.5 epochs of annealing, 216 after 3); longer annealing of C loses clustering accuracy.
 _ANNEAL_SAMPLES_PER_SIDE = 18_000
 #: ``max_iter="auto"`` plans annealing plus as long again at the final rates, at most this
 #: many epochs (and ``partial_fit`` plans over this many calls).
@@ -114,10 +114,11 @@ class DeepConvGMM(
         and clustering figures of ``"C"`` on MNIST and Fashion-MNIST (Fashion-MNIST
         clustering accuracy 0.536 to 0.588, leave-one-class-out ROC-AUC 0.713 to 0.725;
         MNIST leave-out 0.878 to 0.915), at about twice the fit time; its Fashion-MNIST
-        samples are worse (NDB/K 0.732 against 0.680, both far below the flat models' 0.87)
-        (README, "Extensions"). Pass ``"C"`` for the paper's choice. Rows are read
-        as images by the rule of ``image_shape``, so tabular data whose ``n_features`` is a
-        perfect square of at least 64 gets a convolutional stack too: pass ``"flat"`` for it.
+        samples are worse at K = 25 (NDB/K 0.732 against 0.680, both far below the flat
+        models' 0.87) and better at K = 100 (0.598 against 0.634) (README, "Extensions").
+        Pass ``"C"`` for the paper's choice. Rows are read as images by the rule of
+        ``image_shape``, so tabular data whose ``n_features`` is a perfect square of at least
+        64 gets a convolutional stack too: pass ``"flat"`` for it.
         The top GMM takes ``n_components`` and must see the whole map.
     image_shape : tuple of int or None, default=None
         ``(H, W)`` or ``(H, W, C)`` of the images when ``X`` holds them as rows of
