@@ -53,8 +53,11 @@ def summarise(rows: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
-    parser.add_argument("--deep", default=AUTO_LAYERS,
-                        help=f"deep preset (default: {AUTO_LAYERS}, the 'auto' choice)")  # fmt: skip
+    parser.add_argument(
+        "--deep",
+        default=AUTO_LAYERS,
+        help=f"deep preset (default: {AUTO_LAYERS}, the 'auto' choice)",
+    )
     parser.add_argument(
         "--epochs", type=epochs, default="auto", help="max_iter of the deep model (default: auto)"
     )

@@ -14,8 +14,9 @@ first 20,000 training images, K = 25: NDB/K of 2,000 samples on 100 k-means bins
 images, mean over bin seeds 0-2; GaussianMixture's samples clipped to [0, 1]).
 
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add ``--seeds 0 1 2``;
-``--keep`` adds to the saved rows instead of replacing them). ``--stacks`` adds fits with other layer
-stacks (EM refit at each of ``--floors``; the default's is 0.005); ``--stacks-only`` fits only those.
+``--keep`` adds to the saved rows instead of replacing them). ``--stacks`` adds fits with other
+layer stacks (EM refit at each of ``--floors``; the default's is 0.005); ``--stacks-only`` fits
+only those.
 """
 
 from __future__ import annotations

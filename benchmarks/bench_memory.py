@@ -1,12 +1,12 @@
 """Bounded inference memory: peak RSS of scoring MNIST with the paper's architecture C.
 
-A "C" model (the paper's preset; ``layers="auto"`` is "C49" since issue 22) is fitted briefly; then, for every size N
-of a growing slice of the 70,000 MNIST images (train + test), a fresh process loads the model
-and the data and runs ``score_samples``, ``predict_proba`` and ``transform`` (of the pooled
-first layer, 11 x 11 x 25 features per image). Reported: its peak RSS before and during
+A "C" model (the paper's preset; ``layers="auto"`` is "C49" since issue 22) is fitted briefly; then,
+for every size N of a growing slice of the 70,000 MNIST images (train + test), a fresh process loads
+the model and the data and runs ``score_samples``, ``predict_proba`` and ``transform`` (of the
+pooled first layer, 11 x 11 x 25 features per image). Reported: its peak RSS before and during
 inference. Inference runs in chunks of at most ``skdcgmm._estimator._CPU_INFERENCE_BYTES`` of
-activations (``_INFERENCE_BYTES`` on a GPU) and fills preallocated outputs, so the growth with N
-is the output arrays only.
+activations (``_INFERENCE_BYTES`` on a GPU) and fills preallocated outputs, so the growth with N is
+the output arrays only.
 
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_memory.py``
 """

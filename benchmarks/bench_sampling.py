@@ -1,15 +1,15 @@
 """Sample quality: NDB/K and JS of 10,000 samples against the training set (MNIST, Fashion).
 
 Models, fitted on the 60,000 training images with the same top-level component count:
-``GaussianMixture(covariance_type="diag")`` (best ``reg_covar`` of a small grid, samples clipped
-to [0, 1]), ``DeepConvGMM(layers="flat")`` and the default deep architecture (``layers="auto"``) sampled
-plainly, with the reference's sharpening, and sharpened towards the vector drawn at the top.
+``GaussianMixture(covariance_type="diag")`` (best ``reg_covar`` of a small grid, samples clipped to
+[0, 1]), ``DeepConvGMM(layers="flat")`` and the default deep architecture (``layers="auto"``)
+sampled plainly, with the reference's sharpening, and sharpened towards the vector drawn at the top.
 The real test set gives the floor. NDB/K uses 100 k-means bins of the training images and
-two-proportion z-tests at alpha = 0.05 (Richardson & Weiss 2018). NDB/K of one sample set moves
-by a few hundredths with the k-means seed alone, so the bins are fitted once per data set for
-each seed of ``--bin-seeds`` and every sample set is scored against all of them: the mean, its
-spread (standard deviation over bin seeds) and every seed's value are saved. Also reported:
-sampling throughput, and a PNG grid of 100 samples per model in ``benchmarks/results/``.
+two-proportion z-tests at alpha = 0.05 (Richardson & Weiss 2018). NDB/K of one sample set moves by a
+few hundredths with the k-means seed alone, so the bins are fitted once per data set for each seed
+of ``--bin-seeds`` and every sample set is scored against all of them: the mean, its spread
+(standard deviation over bin seeds) and every seed's value are saved. Also reported: sampling
+throughput, and a PNG grid of 100 samples per model in ``benchmarks/results/``.
 
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_sampling.py``
 """

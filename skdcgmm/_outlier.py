@@ -31,10 +31,6 @@ _PARENT_PARAMETERS = _doc_section(DeepConvGMM.__doc__ or "", "Parameters") or (
 )
 _PARENT_ATTRIBUTES = _doc_section(DeepConvGMM.__doc__ or "", "Attributes")
 
-#: The detector's own defaults, measured best for outlier detection (README, "Extensions"):
-#: on images of at least 16x16, preset ``"E"`` (3x3 patches) for ``layers="auto"`` and a lower
-#: variance floor of the top-layer refit for ``top_refit_min_variance="auto"``.
-_AUTO_LAYERS, _LARGE_IMAGE_FLOOR = "E", 0.002
 _OWN_DEFAULTS = {
     "layers": """    layers : str or sequence of layer specs, default="auto"
         As in :class:`DeepConvGMM`, except that ``"auto"`` is ``"E"`` (3x3 patches, three
@@ -140,8 +136,11 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
     __doc__ = _DOC.format(
         parameters=_with_own_defaults(_PARENT_PARAMETERS), attributes=_PARENT_ATTRIBUTES
     )
-    _auto_layers: ClassVar[str] = _AUTO_LAYERS
-    _large_image_floor: ClassVar[float] = _LARGE_IMAGE_FLOOR
+    #: The detector's own defaults, measured best for outlier detection (README,
+    #: "Extensions"): on images of at least 16x16, preset ``"E"`` (3x3 patches) for
+    #: ``layers="auto"`` and a lower refit floor for ``top_refit_min_variance="auto"``.
+    _auto_layers: ClassVar[str] = "E"
+    _large_image_floor: ClassVar[float] = 0.002
 
     _parameter_constraints: ClassVar[dict] = {
         **DeepConvGMM._parameter_constraints,
