@@ -16,7 +16,8 @@ images, mean over bin seeds 0-2; GaussianMixture's samples clipped to [0, 1]).
 Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add ``--seeds 0 1 2``;
 ``--keep`` adds to the saved rows instead of replacing them). ``--stacks`` adds fits with other
 layer stacks (EM refit at each of ``--floors``; the default's is 0.005); ``--stacks-only`` fits
-only those.
+only those; ``--regs`` adds refits with an additive variance regularisation
+(``top_refit_reg_covar``) at each floor.
 """
 
 from __future__ import annotations
@@ -66,13 +67,16 @@ STACKS = {
 }
 
 
-def refitted(model: DeepConvGMM, X, floor: float | None) -> DeepConvGMM:
-    """A copy of ``model`` with its top layer refitted by EM (variance floor ``floor``)."""
-    model = copy.deepcopy(model).set_params(top_refit="em", top_refit_min_variance=floor)
-    shape = positions(model.image_shape_)
+def refitted(model: DeepConvGMM, X, floor: float | None, reg: float = 0.0) -> DeepConvGMM:
+    """A copy of ``model`` with its top layer refitted by EM (variance floor ``floor``, additive
+    regularisation ``reg``)."""
+    model = copy.deepcopy(model).set_params(
+        top_refit="em", top_refit_min_variance=floor, top_refit_reg_covar=reg
+    )
     model.em_n_iter_ = refit_top(
-        model.module_, _data(model, X), shape=shape, max_iter=100, tol=model.tol, min_variance=floor
-    ).n_iter
+        model.module_, _data(model, X), shape=positions(model.image_shape_), max_iter=100,
+        tol=model.tol, min_variance=floor, reg_variance=reg,
+    ).n_iter  # fmt: skip
     return model
 
 
@@ -144,21 +148,29 @@ def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
     return model
 
 
-def refits(model: DeepConvGMM, X, floors, prefix: str = "") -> list[tuple[str, DeepConvGMM]]:
-    """``model`` refitted at each floor, labelled ``prefix + "top_refit=em[, floor f]"``."""
+def refits(
+    model: DeepConvGMM, X, floors, regs=(), prefix: str = ""
+) -> list[tuple[str, DeepConvGMM]]:
+    """``model`` refitted at each floor, without and then with each additive regularisation
+    of ``regs``, labelled ``prefix + "top_refit=em[, floor f][, reg r]"``."""
+    settings = [(f, 0.0) for f in floors] + [(f, r) for f in floors for r in regs]
     return [
-        (prefix + "top_refit=em" + ("" if f is None else f", floor {f}"), refitted(model, X, f))
-        for f in floors
-    ]
+        (
+            prefix + "top_refit=em" + ("" if f is None else f", floor {f}")
+            + (f", reg {r}" if r else ""),
+            refitted(model, X, f, r),
+        )
+        for f, r in settings
+    ]  # fmt: skip
 
 
 def models(
-    k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False
+    k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False, regs=()
 ) -> list[tuple[str, object]]:
     out = []
     for name in stacks:
         sgd = fit_timed(DeepConvGMM(k, layers=STACKS[name], top_refit=None, random_state=seed), X)
-        out += refits(sgd[0], X, floors, prefix=f"layers={name}, ")
+        out += refits(sgd[0], X, floors, regs, prefix=f"layers={name}, ")
     if stacks_only:
         return out
     X_fit, X_val = holdout(X, seed=seed)
@@ -167,7 +179,7 @@ def models(
     deep = fit_timed(DeepConvGMM(k, layers="C", top_refit=None, random_state=seed), X)[0]
     out += [(f"GaussianMixture(reg_covar={reg})", em), ("DeepConvGMM(flat)", flat)]
     out.append(("DeepConvGMM (paper: SGD only)", deep))
-    out += refits(deep, X, floors)
+    out += refits(deep, X, floors, regs)
     if "data-init" in variants:
         with data_initialised(X, seed):
             initialised = fit_timed(
@@ -194,6 +206,14 @@ def main() -> None:
         nargs="+",
         default=[None, 0.01, 0.002],
         help="variance floors of the EM refit ('layer': the top layer's own)",
+    )
+    parser.add_argument(
+        "--regs",
+        type=float,
+        nargs="*",
+        default=[],
+        help="additive variance regularisations (top_refit_reg_covar), each also refitted "
+        "at every floor",
     )
     parser.add_argument(
         "--variants",
@@ -234,7 +254,7 @@ def main() -> None:
                         inliers = yt == cls if protocol == "one-class" else yt != cls
                     for label, model in models(
                         K[protocol], train, seed, args.floors, args.variants, args.stacks,
-                        args.stacks_only,
+                        args.stacks_only, args.regs,
                     ):  # fmt: skip
                         row = {"dataset": name, "protocol": protocol, "seed": seed,
                                "class": cls, "model": label}  # fmt: skip

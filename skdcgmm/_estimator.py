@@ -228,6 +228,11 @@ class DeepConvGMM(
         "Extensions").
         The layer's floor for later SGD steps (``warm_start``, ``partial_fit``) is
         unchanged.
+    top_refit_reg_covar : float, default=0.0
+        Added to every variance of the ``top_refit`` EM steps before the floor applies, as
+        :class:`~sklearn.mixture.GaussianMixture`'s ``reg_covar``: narrow components are
+        widened smoothly instead of clipped at the floor (the refit then maximises the
+        regularised fit, not the likelihood itself).
 
     Attributes
     ----------
@@ -328,6 +333,7 @@ class DeepConvGMM(
             StrOptions({"auto"}),
             None,
         ],
+        "top_refit_reg_covar": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -354,6 +360,7 @@ class DeepConvGMM(
         compile: bool = False,
         top_refit: str | None = "auto",
         top_refit_min_variance: float | str | None = "auto",
+        top_refit_reg_covar: float = 0.0,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
@@ -376,6 +383,7 @@ class DeepConvGMM(
         self.compile = compile
         self.top_refit = top_refit
         self.top_refit_min_variance = top_refit_min_variance
+        self.top_refit_reg_covar = top_refit_reg_covar
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMM:
@@ -481,6 +489,7 @@ class DeepConvGMM(
                 max_iter=_EM_MAX_ITER,
                 tol=self.tol,
                 min_variance=self._refit_min_variance(image_shape),
+                reg_variance=self.top_refit_reg_covar,
             ).n_iter
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)

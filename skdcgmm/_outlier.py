@@ -175,6 +175,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         compile: bool = False,
         top_refit: str | None = "auto",
         top_refit_min_variance: float | str | None = "auto",
+        top_refit_reg_covar: float = 0.0,
         contamination="auto",
     ) -> None:
         self.n_components = n_components
@@ -198,6 +199,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.compile = compile
         self.top_refit = top_refit
         self.top_refit_min_variance = top_refit_min_variance
+        self.top_refit_reg_covar = top_refit_reg_covar
         self.contamination = contamination
 
     # ------------------------------------------------------------------ fitting

@@ -362,6 +362,7 @@ def refit_top(
     max_iter: int,
     tol: float,
     min_variance: float | None = None,
+    reg_variance: float = 0.0,
 ) -> EMResult:
     """Refit the top GMM layer by EM on the inputs the fixed layers below give ``data``.
 
@@ -393,7 +394,10 @@ def refit_top(
         return (cache[i : i + rows] for i in range(0, n_total, rows))
 
     stack.eval()
-    return em_refit_(top, chunks, max_iter=max_iter, tol=tol, min_variance=min_variance)
+    return em_refit_(
+        top, chunks, max_iter=max_iter, tol=tol, min_variance=min_variance,
+        reg_variance=reg_variance,
+    )
 
 
 def _check_finite(epoch_loss: float, epoch: int, config: TrainingConfig) -> None:

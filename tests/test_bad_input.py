@@ -250,6 +250,18 @@ def model():
             "transform_layer must be an int, got True",
             id="transform_layer=bool",
         ),
+        pytest.param(
+            {"top_refit_reg_covar": -0.01},
+            ValueError,
+            "'top_refit_reg_covar' parameter",
+            id="top_refit_reg_covar<0",
+        ),
+        pytest.param(
+            {"top_refit_reg_covar": "auto"},
+            ValueError,
+            "'top_refit_reg_covar' parameter",
+            id="top_refit_reg_covar=str",
+        ),
         pytest.param({"warm_start": "yes"}, ValueError, "'warm_start' parameter", id="warm_start"),
         pytest.param({"verbose": -1}, ValueError, "'verbose' parameter", id="verbose<0"),
         pytest.param(

@@ -31,7 +31,8 @@ def _chunks(x, size):
     return lambda: (x[i : i + size] for i in range(0, len(x), size))
 
 
-def test_one_step_equals_sklearn_em_step():
+@pytest.mark.parametrize("reg", [0.0, 0.01])
+def test_one_step_equals_sklearn_em_step(reg):
     x = _data()
     layer = _layer(min_variance=1e-9)
     start = {
@@ -39,8 +40,8 @@ def test_one_step_equals_sklearn_em_step():
         "precisions_init": (layer.precisions[0] ** 2).detach().numpy().copy(),
         "weights_init": layer.log_weights()[0].exp().detach().numpy().copy(),
     }
-    result = em_refit_(layer, _chunks(x, 1000), max_iter=1, tol=0.0)
-    em = GaussianMixture(3, covariance_type="diag", reg_covar=0.0, max_iter=1, **start)
+    result = em_refit_(layer, _chunks(x, 1000), max_iter=1, tol=0.0, reg_variance=reg)
+    em = GaussianMixture(3, covariance_type="diag", reg_covar=reg, max_iter=1, **start)
     with pytest.warns(Warning):  # one step does not converge
         em.fit(x[:, 0].numpy())
     assert result.n_iter == 1 and not result.converged
@@ -113,3 +114,6 @@ def test_empty_components_keep_their_parameters_and_bad_input_is_refused():
         em_refit_(layer, _chunks(x, 100), max_iter=0)
     with pytest.raises(ValueError, match="no input"):
         em_refit_(layer, lambda: iter(()))
+    for bad in (-1e-3, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="reg_variance"):
+            em_refit_(layer, _chunks(x, 100), reg_variance=bad)

@@ -828,6 +828,19 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
     assert torch.equal(stack.top.precisions, low.module_.top.precisions)
     assert (low.covariances_ >= 0.005 * (1 - 1e-5)).all() and low.covariances_.min() < 0.05
     assert low.score(X) > em.score(X)
+    # top_refit_reg_covar is added to every refitted variance before the floor applies.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = DeepConvGMM(
+            6, top_refit="em", top_refit_min_variance=0.005, top_refit_reg_covar=0.02, **params
+        ).fit(X)
+    stack = copy.deepcopy(sgd.module_)
+    refit_top(
+        stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.005,
+        reg_variance=0.02,
+    )  # fmt: skip
+    assert torch.equal(stack.top.precisions, reg.module_.top.precisions)
+    assert (reg.covariances_ >= 0.02 * (1 - 1e-5)).all() and reg.score(X) < low.score(X)
     # partial_fit trains by SGD only.
     assert DeepConvGMM(6, top_refit="em", **params).partial_fit(X).em_n_iter_ == 0
 

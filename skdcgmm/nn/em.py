@@ -40,7 +40,7 @@ class EMResult:
         Mean exact log-likelihood per input vector before every step (the value the step
         starts from), then after the last one.
     converged : bool
-        Whether the last step improved the mean log-likelihood by less than the tolerance.
+        Whether the last step changed the mean log-likelihood by less than the tolerance.
     """
 
     n_iter: int
@@ -55,6 +55,7 @@ def em_refit_(
     max_iter: int = 100,
     tol: float = 1e-4,
     min_variance: float | None = None,
+    reg_variance: float = 0.0,
 ) -> EMResult:
     """Refit ``layer``'s means, precisions and mixing weights by EM, in place.
 
@@ -73,13 +74,19 @@ def em_refit_(
     max_iter : int, default=100
         Most EM steps.
     tol : float, default=1e-4
-        Stop when a step raises the mean log-likelihood per vector by less than
+        Stop when a step changes the mean log-likelihood per vector by less than
         ``tol * |log-likelihood|`` (relative, as the estimator's ``tol``: the log-likelihoods
-        of high-dimensional layer inputs are in the thousands).
+        of high-dimensional layer inputs are in the thousands). Without ``reg_variance`` every
+        step raises it; with it, a step may also lower it (the regularised fit is not the
+        maximum-likelihood one), most of all the first one from an unregularised start.
     min_variance : float or None, default=None
         Lower bound of the refitted variances; ``None`` keeps the layer's own
         (``1 / precision_max**2``). The layer's bounds themselves are not changed, so later SGD
         steps clamp to them again.
+    reg_variance : float, default=0.0
+        Added to every refitted variance before the bounds apply (scikit-learn's
+        ``reg_covar``): a component's variance is its data's variance plus ``reg_variance``,
+        so narrow components are widened smoothly rather than clipped at the floor.
 
     Returns
     -------
@@ -93,6 +100,8 @@ def em_refit_(
             f"min_variance must lie in (0, max_variance={layer.precision_min**-2:g}), "
             f"got {min_variance!r}."
         )
+    if not (math.isfinite(reg_variance) and reg_variance >= 0):
+        raise ValueError(f"reg_variance must be finite and >= 0, got {reg_variance!r}.")
     history: list[float] = []
     converged = False
     with torch.no_grad():
@@ -100,28 +109,28 @@ def em_refit_(
         for step in range(max_iter + 1):
             count, total, first, second, log_lik = _statistics(work, chunks())
             history.append(log_lik / count)
-            if step > 0 and history[-1] - history[-2] < tol * abs(history[-1]):
+            if step > 0 and abs(history[-1] - history[-2]) < tol * abs(history[-1]):
                 converged = True
                 break
             if step == max_iter:
                 break
-            _maximise(work, total, first, second, var_min)
+            _maximise(work, total, first, second, var_min, reg_variance)
         for name in ("means", "precisions", "logits"):
             getattr(layer, name).copy_(getattr(work, name))
     return EMResult(n_iter=len(history) - 1, log_likelihood=history, converged=converged)
 
 
 def _maximise(
-    layer: GMMLayer, total: Tensor, first: Tensor, second: Tensor, var_min: float
+    layer: GMMLayer, total: Tensor, first: Tensor, second: Tensor, var_min: float, reg: float
 ) -> None:
-    """The M-step: closed-form parameters from the statistics, variances in
+    """The M-step: closed-form parameters from the statistics, variances plus ``reg`` in
     ``[var_min, max_variance]``; components without responsibility keep their means and
     variances."""
     keep = (total > _EMPTY)[..., None]  # (P, K, 1)
     weight = total.clamp_min(_EMPTY)[..., None]
     means = first / weight
     var_max = layer.precision_min**-2
-    variances = (second / weight - means * means).clamp(var_min, var_max)
+    variances = (second / weight - means * means + reg).clamp(var_min, var_max)
     layer.means.copy_(torch.where(keep, means, layer.means))
     layer.precisions.copy_(torch.where(keep, variances.rsqrt(), layer.precisions))
     shares = total / total.sum(dim=-1, keepdim=True)
