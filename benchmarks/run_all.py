@@ -508,10 +508,11 @@ def section_extensions(data: dict) -> list[str]:
         '(`top_refit="em"`) at several variance floors, *reg* rows with an additive variance '
         "regularisation (`top_refit_reg_covar`); *layers=C49, top_refit=em, floor 0.005* is "
         "what the default `DeepConvGMM()` fits. Mean over the classes (outlier protocols), then "
-        "mean ± standard deviation over the seeds; NDB/K (samples, lower is better) of 2,000 samples of a model "
-        "of 20,000 training images (K = 25). *data init* and *exact-LL fine-tune* (with the "
-        "default refit) are extensions tried and not kept (`bench_extensions.py --variants`); "
-        "*layers=…* rows are other layer stacks, refitted at the same floors (`--stacks`).",
+        "mean ± standard deviation over the seeds; NDB/K (samples, lower is better) of 2,000 "
+        "samples of a model of 20,000 training images (K = 25). *data init* and *exact-LL "
+        "fine-tune* (with the default refit) are extensions tried and not kept "
+        "(`bench_extensions.py --variants`); *layers=…* rows are other layer stacks, refitted "
+        "at the same floors (`--stacks`).",
         _settings(data, ["seeds"]),
         table(
             data.get("summary", []),
