@@ -3,7 +3,7 @@
 One SGD fit of the paper's deep model (``DeepConvGMM(K, layers="C")``; the default is now C49,
 measured with ``--stacks C49``) per task,
 then its top layer refitted by EM on the fixed features, as ``top_refit="em"`` does after SGD
-(``skdcgmm._training.refit_top``, on a copy), at several variance floors of the refit. Beside
+(the estimator's own refit step on a copy), at several variance floors of the refit. Beside
 them the flat baselines: ``GaussianMixture(diag)`` with the best ``reg_covar`` of a small grid
 (held-out log-likelihood) and ``DeepConvGMM(K, layers="flat")``, all with their defaults.
 
@@ -43,7 +43,6 @@ from sklearn.metrics import normalized_mutual_info_score, roc_auc_score
 import skdcgmm._estimator as estimator_module
 from skdcgmm import DeepConvGMM
 from skdcgmm._input import positions
-from skdcgmm._training import refit_top
 from skdcgmm.layers import GMM, Fold, Pool
 from skdcgmm.metrics import NDB, clustering_accuracy
 from skdcgmm.nn import GMMLayer
@@ -73,10 +72,8 @@ def refitted(model: DeepConvGMM, X, floor: float | None, reg: float = 0.0) -> De
     model = copy.deepcopy(model).set_params(
         top_refit="em", top_refit_min_variance=floor, top_refit_reg_covar=reg
     )
-    model.em_n_iter_ = refit_top(
-        model.module_, _data(model, X), shape=positions(model.image_shape_), max_iter=100,
-        tol=model.tol, min_variance=floor, reg_variance=reg,
-    ).n_iter  # fmt: skip
+    shape = positions(model.image_shape_)
+    model.em_n_iter_ = model._refit_top(model.module_, _data(model, X), shape, model.image_shape_)
     return model
 
 

@@ -488,15 +488,7 @@ class DeepConvGMM(
             )
         em_n_iter = 0
         if self._refits_top(stack) and not partial:
-            em_n_iter = refit_top(
-                stack,
-                data,
-                shape=shape,
-                max_iter=_EM_MAX_ITER,
-                tol=self.tol,
-                min_variance=self._refit_min_variance(image_shape),
-                reg_variance=self.top_refit_reg_covar,
-            ).n_iter
+            em_n_iter = self._refit_top(stack, data, shape, image_shape)
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)
         if not partial or not continuing:
@@ -506,6 +498,19 @@ class DeepConvGMM(
             low, high = np.minimum(low, self.data_min_), np.maximum(high, self.data_max_)
         self.data_min_, self.data_max_ = low, high
         return self
+
+    def _refit_top(self, stack, data, shape: tuple[int, int], image_shape) -> int:
+        """Refit ``stack``'s top layer by EM on ``data`` with this model's ``top_refit_*``
+        settings; the number of EM steps."""
+        return refit_top(
+            stack,
+            data,
+            shape=shape,
+            max_iter=_EM_MAX_ITER,
+            tol=self.tol,
+            min_variance=self._refit_min_variance(image_shape),
+            reg_variance=self.top_refit_reg_covar,
+        ).n_iter
 
     def _refit_min_variance(self, image_shape: tuple[int, int, int]) -> float | None:
         """The variance floor of the top-layer refit of images of ``image_shape``."""
