@@ -17,7 +17,8 @@ Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add 
 ``--keep`` adds to the saved rows instead of replacing them). ``--stacks`` adds fits with other
 layer stacks (EM refit at each of ``--floors``; the default's is 0.005); ``--stacks-only`` fits
 only those; ``--regs`` adds refits with an additive variance regularisation
-(``top_refit_reg_covar``) at each floor.
+(``top_refit_reg_covar``) at each floor; ``--factors`` adds refits whose top layer then gets
+that many common factors (``top_factors``) at each floor.
 """
 
 from __future__ import annotations
@@ -66,12 +67,15 @@ STACKS = {
 }
 
 
-def refitted(model: DeepConvGMM, X, floor: float | None, reg: float = 0.0) -> DeepConvGMM:
+def refitted(
+    model: DeepConvGMM, X, floor: float | None, reg: float = 0.0, factors: int | None = None
+) -> DeepConvGMM:
     """A copy of ``model`` with its top layer refitted by EM (variance floor ``floor``, additive
-    regularisation ``reg``)."""
+    regularisation ``reg``), then given ``factors`` common factors (``top_factors``)."""
     model = copy.deepcopy(model).set_params(
-        top_refit="em", top_refit_min_variance=floor, top_refit_reg_covar=reg
-    )
+        top_refit="em", top_refit_min_variance=floor, top_refit_reg_covar=reg,
+        top_factors=factors,
+    )  # fmt: skip
     shape = positions(model.image_shape_)
     model.em_n_iter_ = model._refit_top(model.module_, _data(model, X), shape, model.image_shape_)
     return model
@@ -146,28 +150,31 @@ def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
 
 
 def refits(
-    model: DeepConvGMM, X, floors, regs=(), prefix: str = ""
+    model: DeepConvGMM, X, floors, regs=(), prefix: str = "", factors=()
 ) -> list[tuple[str, DeepConvGMM]]:
     """``model`` refitted at each floor, without and then with each additive regularisation
-    of ``regs``, labelled ``prefix + "top_refit=em[, floor f][, reg r]"``."""
-    settings = [(f, 0.0) for f in floors] + [(f, r) for f in floors for r in regs]
+    of ``regs``, then with each number of common factors of ``factors``, labelled
+    ``prefix + "top_refit=em[, floor f][, reg r][, factors d]"``."""
+    settings = [(f, 0.0, None) for f in floors] + [(f, r, None) for f in floors for r in regs]
+    settings += [(f, 0.0, d) for f in floors for d in factors]
     return [
         (
             prefix + "top_refit=em" + ("" if f is None else f", floor {f}")
-            + (f", reg {r}" if r else ""),
-            refitted(model, X, f, r),
+            + (f", reg {r}" if r else "") + (f", factors {d}" if d else ""),
+            refitted(model, X, f, r, d),
         )
-        for f, r in settings
+        for f, r, d in settings
     ]  # fmt: skip
 
 
 def models(
-    k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False, regs=()
+    k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False, regs=(),
+    factors=(),
 ) -> list[tuple[str, object]]:
     out = []
     for name in stacks:
         sgd = fit_timed(DeepConvGMM(k, layers=STACKS[name], top_refit=None, random_state=seed), X)
-        out += refits(sgd[0], X, floors, regs, prefix=f"layers={name}, ")
+        out += refits(sgd[0], X, floors, regs, prefix=f"layers={name}, ", factors=factors)
     if stacks_only:
         return out
     X_fit, X_val = holdout(X, seed=seed)
@@ -213,6 +220,14 @@ def main() -> None:
         "at every floor",
     )
     parser.add_argument(
+        "--factors",
+        type=int,
+        nargs="*",
+        default=[],
+        help="numbers of common factors of the top layer (top_factors), each also refitted "
+        "at every floor",
+    )
+    parser.add_argument(
         "--variants",
         nargs="*",
         choices=["data-init", "exact-ft"],
@@ -251,7 +266,7 @@ def main() -> None:
                         inliers = yt == cls if protocol == "one-class" else yt != cls
                     for label, model in models(
                         K[protocol], train, seed, args.floors, args.variants, args.stacks,
-                        args.stacks_only, args.regs,
+                        args.stacks_only, args.regs, args.factors,
                     ):  # fmt: skip
                         row = {"dataset": name, "protocol": protocol, "seed": seed,
                                "class": cls, "model": label}  # fmt: skip

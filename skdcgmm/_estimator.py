@@ -41,6 +41,7 @@ from ._utils import (
     to_tensor,
 )
 from .layers import GMM, build_stack, is_large_image, resolve_layers
+from .nn.factor import FactorGMMLayer
 
 __all__ = ["DeepConvGMM"]
 
@@ -239,6 +240,20 @@ class DeepConvGMM(
         0.9819) and tied Fashion-MNIST clustering (NMI 0.558 against 0.559, five seeds);
         0.01 lost Fashion-MNIST one-class ROC-AUC again. It does not win on both data sets,
         so it is off by default (README, "Extensions").
+    top_factors : int or None, default=None
+        With ``top_refit``: after the EM refit, replace the top GMM layer by a mixture of
+        common factor analysers with this many factors (Baek, McLachlan & Flack, 2010; see
+        :mod:`skdcgmm.nn.factor`). Every component's covariance becomes
+        ``A Omega_k A^T + Psi``: ``A`` spans the leading principal directions of the top
+        layer's inputs, the diagonal noise ``Psi`` (floored at the refit's floor) is shared,
+        and the components are fitted by exact EM from the refitted layer's
+        responsibilities. The top layer then models how its input features vary together,
+        not each on its own. It needs the refit (``"flat"`` only refits with
+        ``top_refit="em"``) and ``top_factors`` below the top layer's input dimension.
+        ``means_`` and ``covariances_`` are then each component's mean and marginal
+        variances; ``warm_start`` and ``partial_fit`` continue from those (a diagonal top)
+        and only ``fit`` fits the factors again. An option, not the default (README,
+        "Extensions").
 
     Attributes
     ----------
@@ -273,7 +288,8 @@ class DeepConvGMM(
     converged_ : bool
         Whether the last fit stopped by the ``tol`` criterion.
     em_n_iter_ : int
-        EM steps of ``top_refit`` in the last ``fit`` (0 without it).
+        EM steps of ``top_refit`` in the last ``fit``, those of ``top_factors`` included (0
+        without it).
     lower_bound_ : float
         The training objective of the kept parameters: the mean over the training samples
         of the annealed max-component log-likelihoods, summed over GMM layers, in the last
@@ -340,6 +356,7 @@ class DeepConvGMM(
             None,
         ],
         "top_refit_reg_covar": [Interval(Real, 0, None, closed="left")],
+        "top_factors": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -367,6 +384,7 @@ class DeepConvGMM(
         top_refit: str | None = "auto",
         top_refit_min_variance: float | str | None = "auto",
         top_refit_reg_covar: float = 0.0,
+        top_factors: int | None = None,
     ) -> None:
         self.n_components = n_components
         self.layers = layers
@@ -390,6 +408,7 @@ class DeepConvGMM(
         self.top_refit = top_refit
         self.top_refit_min_variance = top_refit_min_variance
         self.top_refit_reg_covar = top_refit_reg_covar
+        self.top_factors = top_factors
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> DeepConvGMM:
@@ -470,6 +489,7 @@ class DeepConvGMM(
             if continuing
             else build_stack(specs, image_shape, self.n_components, torch.Generator())
         )
+        self._check_top_factors(probe)
         config = self._training_config(
             specs, n_samples, probe, partial=partial, continuing=continuing
         )
@@ -488,7 +508,8 @@ class DeepConvGMM(
             )
         em_n_iter = 0
         if self._refits_top(stack) and not partial:
-            em_n_iter = self._refit_top(stack, data, shape, image_shape)
+            seed = streams[0]["fit"]  # the factors' random start, from this fit's streams
+            em_n_iter = self._refit_top(stack, data, shape, image_shape, seed=seed)
         self._set_fitted(stack, state, streams, specs, image_shape, device)
         self._record_training(result, partial=partial, continuing=continuing)
         if not partial or not continuing:
@@ -499,10 +520,11 @@ class DeepConvGMM(
         self.data_min_, self.data_max_ = low, high
         return self
 
-    def _refit_top(self, stack, data, shape: tuple[int, int], image_shape) -> int:
-        """Refit ``stack``'s top layer by EM on ``data`` with this model's ``top_refit_*``
-        settings; the number of EM steps."""
-        return refit_top(
+    def _refit_top(self, stack, data, shape: tuple[int, int], image_shape, seed: int = 0) -> int:
+        """Refit ``stack``'s top layer by EM on ``data`` with this model's ``top_refit_*`` and
+        ``top_factors`` settings (``seed``: the factors' random start); the number of EM
+        steps."""
+        results = refit_top(
             stack,
             data,
             shape=shape,
@@ -510,7 +532,27 @@ class DeepConvGMM(
             tol=self.tol,
             min_variance=self._refit_min_variance(image_shape),
             reg_variance=self.top_refit_reg_covar,
-        ).n_iter
+            n_factors=self.top_factors,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return sum(result.n_iter for result in results)
+
+    def _check_top_factors(self, stack) -> None:
+        """``top_factors`` needs the top-layer EM refit, and fewer factors than the top
+        layer's input dimensions."""
+        if self.top_factors is None:
+            return
+        if not self._refits_top(stack):
+            raise ValueError(
+                "top_factors needs the top-layer EM refit: set top_refit='em' (top_refit="
+                f"{self.top_refit!r} does not refit this stack's top layer)."
+            )
+        top = stack.top
+        if self.top_factors >= top.input_shape[2]:
+            raise ValueError(
+                f"top_factors must be smaller than the top layer's input dimension "
+                f"({top.input_shape[2]}), got {self.top_factors}."
+            )
 
     def _refit_min_variance(self, image_shape: tuple[int, int, int]) -> float | None:
         """The variance floor of the top-layer refit of images of ``image_shape``."""
@@ -615,6 +657,8 @@ class DeepConvGMM(
         seeds, n_calls = self._seeds, dict(self._n_calls)
         generator = draw_generator(seeds, n_calls, "fit", torch.device("cpu"))
         stack = copy.deepcopy(self.module_).to(device)
+        if isinstance(stack.top, FactorGMMLayer):  # SGD continues from its diagonal twin
+            stack.layers[-1] = stack.top.diagonal()
         state = copy.deepcopy(self._training_state) if partial else None
         return stack, state, generator, (seeds, n_calls)
 
@@ -846,6 +890,11 @@ class DeepConvGMM(
     def _n_parameters(self, caller: str) -> int:
         """Free parameters of a flat model: ``2 K D + K - 1`` (means, variances, weights)."""
         check_is_fitted(self)
+        if isinstance(self.module_.top, FactorGMMLayer):
+            raise ValueError(
+                f"{caller}() counts the parameters of a diagonal flat model; this one has "
+                "common factors (top_factors)."
+            )
         if len(self.module_.gmm_layers) != 1 or self.module_.top.input_shape[:2] != (1, 1):
             raise ValueError(
                 f"{caller}() needs a flat model (layers='flat'): for a deep model, "

@@ -176,6 +176,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         top_refit: str | None = "auto",
         top_refit_min_variance: float | str | None = "auto",
         top_refit_reg_covar: float = 0.0,
+        top_factors: int | None = None,
         contamination="auto",
     ) -> None:
         self.n_components = n_components
@@ -200,6 +201,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.top_refit = top_refit
         self.top_refit_min_variance = top_refit_min_variance
         self.top_refit_reg_covar = top_refit_reg_covar
+        self.top_factors = top_factors
         self.contamination = contamination
 
     # ------------------------------------------------------------------ fitting

@@ -9,6 +9,7 @@ import torch
 
 from ._utils import caller_stacklevel, resolve_device
 from .layers import build_stack
+from .nn.factor import FactorGMMLayer
 
 __all__ = ["PICKLE_FORMAT", "PersistenceMixin"]
 
@@ -24,7 +25,8 @@ class PersistenceMixin:
     # tensor or a module class:
     #   "_module_state": {name: CPU tensor} of DCGMMStack.state_dict(),
     #   "_module_geometry": n_components of the top GMM layer (with layers_ and image_shape_,
-    #       enough to rebuild the stack with build_stack before loading the state dict),
+    #       enough to rebuild the stack with build_stack before loading the state dict; a
+    #       top layer with common factors, top_factors, is told by its "loadings" entry),
     #   "device_": str, "_skdcgmm_format": int, "_skdcgmm_version": str.
     # Every other attribute is a plain Python/numpy value, a frozen spec of skdcgmm.layers or
     # an annealing schedule of skdcgmm.nn. A change to any of this increments PICKLE_FORMAT
@@ -73,6 +75,14 @@ class PersistenceMixin:
                 )
                 device = torch.device("cpu")
             stack = build_stack(self.layers_, self.image_shape_, geometry, torch.Generator())
+            top = stack.top
+            loadings = module_state.get(f"layers.{len(stack.layers) - 1}.loadings")
+            if loadings is not None:  # a top layer with common factors (top_factors)
+                stack.layers[-1] = FactorGMMLayer(
+                    top.input_shape, top.n_components, loadings.shape[1],
+                    min_variance=top.precision_max**-2, max_variance=top.precision_min**-2,
+                    sigma0=top.sigma0, lr_factors=top.lr_factors,
+                )  # fmt: skip
             stack.load_state_dict(module_state)
             self.module_ = stack.to(device).eval()
             self.device_ = device

@@ -29,6 +29,7 @@ from ._compiled import CompiledLosses
 from ._utils import caller_stacklevel, retain_freed_memory
 from .nn import DCGMMStack, PlateauSchedule, TimeSchedule
 from .nn.em import EMResult, em_refit_
+from .nn.factor import fit_factor_layer
 
 __all__ = [
     "TrainingConfig",
@@ -363,12 +364,18 @@ def refit_top(
     tol: float,
     min_variance: float | None = None,
     reg_variance: float = 0.0,
-) -> EMResult:
+    n_factors: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[EMResult, ...]:
     """Refit the top GMM layer by EM on the inputs the fixed layers below give ``data``.
 
     The inputs are computed once and kept (float32) when they take at most 2 GiB, otherwise
     recomputed at every EM step; ``data`` is the training tensor or numpy array of
-    :func:`train`. See :func:`skdcgmm.nn.em.em_refit_`.
+    :func:`train`. See :func:`skdcgmm.nn.em.em_refit_`. With ``n_factors``, the refitted
+    layer is then replaced by a :class:`~skdcgmm.nn.factor.FactorGMMLayer` fitted from it on
+    the same inputs (``min_variance`` is its noise floor, ``generator`` its random source).
+
+    Returns the :class:`EMResult` of every step: the EM refit, then the factor fit if any.
     """
     top, device = stack.top, stack.top.means.device
     n_total = data.shape[0]
@@ -394,10 +401,20 @@ def refit_top(
         return (cache[i : i + rows] for i in range(0, n_total, rows))
 
     stack.eval()
-    return em_refit_(
-        top, chunks, max_iter=max_iter, tol=tol, min_variance=min_variance,
-        reg_variance=reg_variance,
-    )
+    results = (
+        em_refit_(
+            top, chunks, max_iter=max_iter, tol=tol, min_variance=min_variance,
+            reg_variance=reg_variance,
+        ),
+    )  # fmt: skip
+    if n_factors is not None:
+        factor, result = fit_factor_layer(
+            top, chunks, n_factors, max_iter=max_iter, tol=tol, min_variance=min_variance,
+            generator=generator,
+        )  # fmt: skip
+        stack.layers[-1] = factor.eval()
+        results += (result,)
+    return results
 
 
 def _check_finite(epoch_loss: float, epoch: int, config: TrainingConfig) -> None:

@@ -21,6 +21,8 @@ from sklearn.utils._testing import assert_allclose
 
 from skdcgmm import GMM, DeepConvGMM, Fold, Pool
 from skdcgmm._training import refit_top
+from skdcgmm.nn import FactorGMMLayer
+from skdcgmm.nn.factor import fit_factor_layer
 from skdcgmm.metrics import clustering_accuracy
 
 from .conftest import make_blobs_data
@@ -801,7 +803,9 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
     else:
         stack = copy.deepcopy(sgd.module_)
         data = torch.as_tensor(X, dtype=torch.float32).view(len(X), 64, 1)
-        result = refit_top(stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.01)
+        (result,) = refit_top(
+            stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.01
+        )
         assert default.em_n_iter_ == result.n_iter >= 1
         assert torch.equal(default.module_.top.precisions, stack.top.precisions)
     assert sgd.em_n_iter_ == 0 and 1 <= em.em_n_iter_ <= 100
@@ -843,6 +847,70 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
     assert (reg.covariances_ >= 0.02 * (1 - 1e-5)).all() and reg.score(X) < low.score(X)
     # partial_fit trains by SGD only.
     assert DeepConvGMM(6, top_refit="em", **params).partial_fit(X).em_n_iter_ == 0
+
+
+def test_top_factors_replace_the_refitted_top_layer():
+    X = load_digits().data[:400] / 16.0
+    params = {"max_iter": 4, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        diagonal = DeepConvGMM(6, **params).fit(X)
+        model = DeepConvGMM(6, top_factors=5, **params).fit(X)
+    X_before = X.copy()
+    # The same SGD and EM refit, then the factor fit from the refitted layer on its inputs.
+    stack = copy.deepcopy(diagonal.module_)
+    for a, b in zip(stack.layers[:-1], model.module_.layers[:-1]):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    top = model.module_.top
+    assert isinstance(top, FactorGMMLayer) and top.n_factors == 5
+    data = torch.as_tensor(X, dtype=torch.float32).view(len(X), 64, 1)
+    features = diagonal.module_.top_input(data)
+    _, expected = fit_factor_layer(
+        diagonal.module_.top, lambda: features.split(100), 5, tol=model.tol,
+        min_variance=0.01, generator=torch.Generator().manual_seed(model._seeds["fit"]),
+    )  # fmt: skip
+    assert model.em_n_iter_ == diagonal.em_n_iter_ + expected.n_iter
+    assert_allclose(model.score(X), expected.log_likelihood[-1], rtol=1e-4)
+    np.testing.assert_array_equal(X, X_before)
+    # Every inference path reads the factor layer; sampling draws from its Gaussians.
+    proba = model.predict_proba(X)
+    assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict(X), proba.argmax(1))
+    assert np.isfinite(model.score_samples(X)).all()
+    samples, labels = model.sample(20)
+    assert samples.shape == (20, 64) and np.isfinite(samples).all() and labels.shape == (20,)
+    assert model.means_.shape == model.covariances_.shape == (6, top.input_shape[2])
+    # Pickling rebuilds the factor layer; warm starts continue from its diagonal twin and fit
+    # the factors again, partial_fit leaves the diagonal layer.
+    loaded = pickle.loads(pickle.dumps(model))
+    assert isinstance(loaded.module_.top, FactorGMMLayer)
+    assert_allclose(loaded.score_samples(X), model.score_samples(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        loaded.set_params(warm_start=True, max_iter=1).fit(X)
+    assert isinstance(loaded.module_.top, FactorGMMLayer) and np.isfinite(loaded.score(X))
+    assert type(model.partial_fit(X).module_.top).__name__ == "GMMLayer"
+    assert clone(model).get_params()["top_factors"] == 5
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"top_refit": None}, "needs the top-layer EM refit"),
+        ({"top_factors": 64 * 1000}, "smaller than the top layer's input dimension"),
+        ({"layers": "flat", "top_refit": "auto"}, "top_refit='auto' does not refit"),
+    ],
+)
+def test_top_factors_errors_come_before_training(params, match, monkeypatch):
+    import skdcgmm._estimator as estimator_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the error")
+
+    monkeypatch.setattr(estimator_module, "train", no_training)
+    params = {"top_factors": 3, "top_refit": "em", **params}
+    with pytest.raises(ValueError, match=match):
+        DeepConvGMM(3, max_iter=1, **params).fit(load_digits().data[:50] / 16.0)
 
 
 def test_fit_inside_no_grad_still_trains():

@@ -4,6 +4,7 @@ This subpackage depends on torch only; it knows nothing of scikit-learn.
 """
 
 from .annealing import PlateauSchedule, TimeSchedule
+from .factor import FactorGMMLayer
 from .folding import Folding
 from .gmm import GMMLayer
 from .pooling import Pooling
@@ -12,6 +13,7 @@ from .stack import DCGMMStack
 
 __all__ = [
     "DCGMMStack",
+    "FactorGMMLayer",
     "Folding",
     "GMMLayer",
     "PlateauSchedule",
