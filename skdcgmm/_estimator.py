@@ -252,8 +252,10 @@ class DeepConvGMM(
         ``top_refit="em"``) and ``top_factors`` below the top layer's input dimension.
         ``means_`` and ``covariances_`` are then each component's mean and marginal
         variances; ``warm_start`` and ``partial_fit`` continue from those (a diagonal top)
-        and only ``fit`` fits the factors again. An option, not the default (README,
-        "Extensions").
+        and only ``fit`` fits the factors again. With ``"C49"`` and 64 factors (seed 0), it
+        raised Fashion-MNIST one-class ROC-AUC from 0.9225 to 0.9319 but lost MNIST one-class
+        (0.9844 to 0.9795) and Fashion-MNIST clustering (NMI 0.573 to 0.567), so it is off by
+        default (README, "Extensions").
 
     Attributes
     ----------
@@ -542,6 +544,8 @@ class DeepConvGMM(
         layer's input dimensions."""
         if self.top_factors is None:
             return
+        if isinstance(self.top_factors, bool):
+            raise TypeError(f"top_factors must be an int or None, got {self.top_factors!r}.")
         if not self._refits_top(stack):
             raise ValueError(
                 "top_factors needs the top-layer EM refit: set top_refit='em' (top_refit="

@@ -262,6 +262,16 @@ def model():
             "'top_refit_reg_covar' parameter",
             id="top_refit_reg_covar=str",
         ),
+        pytest.param({"top_factors": 0}, ValueError, "'top_factors' parameter", id="top_factors=0"),
+        pytest.param(
+            {"top_factors": 2.5}, ValueError, "'top_factors' parameter", id="top_factors=float"
+        ),
+        pytest.param(
+            {"top_factors": True},
+            TypeError,
+            "top_factors must be an int or None, got True",
+            id="top_factors=bool",
+        ),
         pytest.param({"warm_start": "yes"}, ValueError, "'warm_start' parameter", id="warm_start"),
         pytest.param({"verbose": -1}, ValueError, "'verbose' parameter", id="verbose<0"),
         pytest.param(
