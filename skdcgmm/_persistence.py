@@ -75,14 +75,9 @@ class PersistenceMixin:
                 )
                 device = torch.device("cpu")
             stack = build_stack(self.layers_, self.image_shape_, geometry, torch.Generator())
-            top = stack.top
             loadings = module_state.get(f"layers.{len(stack.layers) - 1}.loadings")
             if loadings is not None:  # a top layer with common factors (top_factors)
-                stack.layers[-1] = FactorGMMLayer(
-                    top.input_shape, top.n_components, loadings.shape[1],
-                    min_variance=top.precision_max**-2, max_variance=top.precision_min**-2,
-                    sigma0=top.sigma0, lr_factors=top.lr_factors,
-                )  # fmt: skip
+                stack.layers[-1] = FactorGMMLayer.like(stack.top, loadings.shape[1])
             stack.load_state_dict(module_state)
             self.module_ = stack.to(device).eval()
             self.device_ = device

@@ -85,6 +85,15 @@ class FactorGMMLayer(GMMLayer):
         for p in (self.means, self.precisions, self.logits):
             p.requires_grad_(False)
 
+    @classmethod
+    def like(cls, layer: GMMLayer, n_factors: int) -> FactorGMMLayer:
+        """An unfitted layer with ``layer``'s shapes, bounds and annealing settings."""
+        return cls(
+            layer.input_shape, layer.n_components, n_factors,
+            min_variance=layer.precision_max**-2, max_variance=layer.precision_min**-2,
+            sigma0=layer.sigma0, lr_factors=layer.lr_factors,
+        )  # fmt: skip
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, n_factors={self.n_factors}"
 
@@ -207,10 +216,7 @@ def fit_factor_layer(
     var_max = layer.precision_min**-2
     if not 0 < var_min < var_max:
         raise ValueError(f"min_variance must lie in (0, {var_max:g}), got {min_variance!r}.")
-    factor = FactorGMMLayer(
-        layer.input_shape, k, n_factors, min_variance=layer.precision_max**-2,
-        max_variance=var_max, sigma0=layer.sigma0, lr_factors=layer.lr_factors,
-    )  # fmt: skip
+    factor = FactorGMMLayer.like(layer, n_factors)
     device, f64 = layer.means.device, torch.float64
     with torch.no_grad():
         count, total, second = 0, torch.zeros(dim, dtype=f64, device=device), None
