@@ -18,7 +18,9 @@ Run: ``SKDCGMM_DATA=../shared/data python benchmarks/bench_extensions.py`` (add 
 layer stacks (EM refit at each of ``--floors``; the default's is 0.005); ``--stacks-only`` fits
 only those; ``--regs`` adds refits with an additive variance regularisation
 (``top_refit_reg_covar``) at each floor; ``--factors`` adds refits whose top layer then gets
-that many common factors (``top_factors``) at each floor.
+that many common factors (``top_factors``) at each floor; ``--shrinkages`` adds refits whose
+variances are shrunk toward the pooled within-component ones (``top_refit_shrinkage``) at each
+floor.
 """
 
 from __future__ import annotations
@@ -68,13 +70,19 @@ STACKS = {
 
 
 def refitted(
-    model: DeepConvGMM, X, floor: float | None, reg: float = 0.0, factors: int | None = None
+    model: DeepConvGMM,
+    X,
+    floor: float | None,
+    reg: float = 0.0,
+    factors: int | None = None,
+    shrinkage: float = 0.0,
 ) -> DeepConvGMM:
     """A copy of ``model`` with its top layer refitted by EM (variance floor ``floor``, additive
-    regularisation ``reg``), then given ``factors`` common factors (``top_factors``)."""
+    regularisation ``reg``, variance shrinkage ``shrinkage``), then given ``factors`` common
+    factors (``top_factors``)."""
     model = copy.deepcopy(model).set_params(
         top_refit="em", top_refit_min_variance=floor, top_refit_reg_covar=reg,
-        top_factors=factors,
+        top_refit_shrinkage=shrinkage, top_factors=factors,
     )  # fmt: skip
     shape = positions(model.image_shape_)
     model.em_n_iter_ = model._refit_top(model.module_, _data(model, X), shape, model.image_shape_)
@@ -150,31 +158,38 @@ def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
 
 
 def refits(
-    model: DeepConvGMM, X, floors, regs=(), prefix: str = "", factors=()
+    model: DeepConvGMM, X, floors, regs=(), prefix: str = "", factors=(), shrinkages=()
 ) -> list[tuple[str, DeepConvGMM]]:
     """``model`` refitted at each floor, without and then with each additive regularisation
-    of ``regs``, then with each number of common factors of ``factors``, labelled
-    ``prefix + "top_refit=em[, floor f][, reg r][, factors d]"``."""
-    settings = [(f, 0.0, None) for f in floors] + [(f, r, None) for f in floors for r in regs]
-    settings += [(f, 0.0, d) for f in floors for d in factors]
+    of ``regs``, then with each number of common factors of ``factors``, then with each
+    variance shrinkage of ``shrinkages``, labelled
+    ``prefix + "top_refit=em[, floor f][, reg r][, factors d][, shrinkage s]"``."""
+    settings = [(f, 0.0, None, 0.0) for f in floors]
+    settings += [(f, r, None, 0.0) for f in floors for r in regs]
+    settings += [(f, 0.0, d, 0.0) for f in floors for d in factors]
+    settings += [(f, 0.0, None, s) for f in floors for s in shrinkages]
     return [
         (
             prefix + "top_refit=em" + ("" if f is None else f", floor {f}")
-            + (f", reg {r}" if r else "") + (f", factors {d}" if d else ""),
-            refitted(model, X, f, r, d),
+            + (f", reg {r}" if r else "") + (f", factors {d}" if d else "")
+            + (f", shrinkage {s}" if s else ""),
+            refitted(model, X, f, r, d, s),
         )
-        for f, r, d in settings
+        for f, r, d, s in settings
     ]  # fmt: skip
 
 
 def models(
     k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False, regs=(),
-    factors=(),
+    factors=(), shrinkages=(),
 ) -> list[tuple[str, object]]:
     out = []
     for name in stacks:
         sgd = fit_timed(DeepConvGMM(k, layers=STACKS[name], top_refit=None, random_state=seed), X)
-        out += refits(sgd[0], X, floors, regs, prefix=f"layers={name}, ", factors=factors)
+        out += refits(
+            sgd[0], X, floors, regs, prefix=f"layers={name}, ", factors=factors,
+            shrinkages=shrinkages,
+        )  # fmt: skip
     if stacks_only:
         return out
     X_fit, X_val = holdout(X, seed=seed)
@@ -228,6 +243,14 @@ def main() -> None:
         "at every floor",
     )
     parser.add_argument(
+        "--shrinkages",
+        type=float,
+        nargs="*",
+        default=[],
+        help="shrinkages of the refitted variances toward the pooled ones "
+        "(top_refit_shrinkage), each also refitted at every floor",
+    )
+    parser.add_argument(
         "--variants",
         nargs="*",
         choices=["data-init", "exact-ft"],
@@ -266,7 +289,7 @@ def main() -> None:
                         inliers = yt == cls if protocol == "one-class" else yt != cls
                     for label, model in models(
                         K[protocol], train, seed, args.floors, args.variants, args.stacks,
-                        args.stacks_only, args.regs, args.factors,
+                        args.stacks_only, args.regs, args.factors, args.shrinkages,
                     ):  # fmt: skip
                         row = {"dataset": name, "protocol": protocol, "seed": seed,
                                "class": cls, "model": label}  # fmt: skip

@@ -176,6 +176,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         top_refit: str | None = "auto",
         top_refit_min_variance: float | str | None = "auto",
         top_refit_reg_covar: float = 0.0,
+        top_refit_shrinkage: float = 0.0,
         top_factors: int | None = None,
         contamination="auto",
     ) -> None:
@@ -201,6 +202,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         self.top_refit = top_refit
         self.top_refit_min_variance = top_refit_min_variance
         self.top_refit_reg_covar = top_refit_reg_covar
+        self.top_refit_shrinkage = top_refit_shrinkage
         self.top_factors = top_factors
         self.contamination = contamination
 

@@ -364,6 +364,7 @@ def refit_top(
     tol: float,
     min_variance: float | None = None,
     reg_variance: float = 0.0,
+    shrinkage: float = 0.0,
     n_factors: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[EMResult, ...]:
@@ -404,7 +405,7 @@ def refit_top(
     results = (
         em_refit_(
             top, chunks, max_iter=max_iter, tol=tol, min_variance=min_variance,
-            reg_variance=reg_variance,
+            reg_variance=reg_variance, shrinkage=shrinkage,
         ),
     )  # fmt: skip
     if n_factors is not None:

@@ -262,6 +262,18 @@ def model():
             "'top_refit_reg_covar' parameter",
             id="top_refit_reg_covar=str",
         ),
+        pytest.param(
+            {"top_refit_shrinkage": 1.5},
+            ValueError,
+            "'top_refit_shrinkage' parameter",
+            id="top_refit_shrinkage>1",
+        ),
+        pytest.param(
+            {"top_refit_shrinkage": -0.1},
+            ValueError,
+            "'top_refit_shrinkage' parameter",
+            id="top_refit_shrinkage<0",
+        ),
         pytest.param({"top_factors": 0}, ValueError, "'top_factors' parameter", id="top_factors=0"),
         pytest.param(
             {"top_factors": 2.5}, ValueError, "'top_factors' parameter", id="top_factors=float"

@@ -117,3 +117,55 @@ def test_empty_components_keep_their_parameters_and_bad_input_is_refused():
     for bad in (-1e-3, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="reg_variance"):
             em_refit_(layer, _chunks(x, 100), reg_variance=bad)
+
+
+@pytest.mark.parametrize("shrinkage", [0.3, 1.0])
+@pytest.mark.parametrize("shared", [True, False])
+def test_shrinkage_step_equals_the_pooled_variance_formula(shrinkage, shared):
+    shape = (2, 1, 4)
+    x = _data(200, shape)
+    layer = _layer(shape, shared=shared, min_variance=1e-9)
+    with torch.no_grad():
+        resp = torch.softmax(layer.log_scores(x), dim=-1)  # (n, L, K): the start's E-step
+    em_refit_(layer, _chunks(x, 64), max_iter=1, tol=0.0, shrinkage=shrinkage, reg_variance=0.01)
+    # Reference: weighted moments of every mixture (all positions pooled when shared).
+    r, v = (resp.reshape(1, -1, 3), x.reshape(1, -1, 4)) if shared else (
+        resp.transpose(0, 1), x.transpose(0, 1))  # fmt: skip
+    expected = []
+    for rp, vp in zip(r.numpy(), v.numpy(), strict=True):
+        nk = rp.sum(0)
+        means = rp.T @ vp / nk[:, None]
+        own = np.stack([rp[:, k] @ (vp - means[k]) ** 2 / nk[k] for k in range(3)])
+        pooled = (nk[:, None] * own).sum(0) / nk.sum()
+        expected.append((1 - shrinkage) * own + shrinkage * pooled + 0.01)
+    variances = (layer.precisions.detach() ** -2).numpy()
+    np.testing.assert_allclose(variances, np.stack(expected)[: len(variances)], rtol=1e-9)
+
+
+def test_full_shrinkage_is_em_of_a_shared_diagonal_covariance():
+    x = _data(300)
+    layer = _layer(min_variance=1e-9)
+    result = em_refit_(layer, _chunks(x, 100), max_iter=40, tol=1e-12, shrinkage=1.0)
+    variances = layer.precisions.detach()[0] ** -2  # (K, D): one row, repeated
+    torch.testing.assert_close(variances, variances[:1].expand_as(variances))
+    assert np.all(np.diff(result.log_likelihood) >= -1e-9)  # exact EM of that model
+    # Its diagonal is that of scikit-learn's tied (full) covariance at the same fixed point.
+    with torch.no_grad():
+        resp = torch.softmax(layer.log_scores(x), dim=-1)[:, 0].numpy()
+    data, nk = x[:, 0].numpy(), resp.sum(0)
+    means = resp.T @ data / nk[:, None]
+    tied = (data.T @ data - (nk[:, None] * means).T @ means) / nk.sum()
+    np.testing.assert_allclose(variances[0].numpy(), np.diag(tied), rtol=1e-6)
+    np.testing.assert_allclose(layer.means[0].detach().numpy(), means, rtol=1e-6, atol=1e-9)
+
+
+def test_no_shrinkage_is_plain_em_and_bad_shrinkage_is_refused():
+    x = _data(200)
+    a, b = _layer(), _layer()
+    em_refit_(a, _chunks(x, 100), max_iter=5, tol=0.0)
+    em_refit_(b, _chunks(x, 100), max_iter=5, tol=0.0, shrinkage=0.0)
+    for name in ("means", "precisions", "logits"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="shrinkage"):
+            em_refit_(a, _chunks(x, 100), shrinkage=bad)

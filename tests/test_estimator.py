@@ -845,6 +845,19 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
     )  # fmt: skip
     assert torch.equal(stack.top.precisions, reg.module_.top.precisions)
     assert (reg.covariances_ >= 0.02 * (1 - 1e-5)).all() and reg.score(X) < low.score(X)
+    # top_refit_shrinkage pools the refitted variances: at 1, every component has the same.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        tied = DeepConvGMM(
+            6, top_refit="em", top_refit_min_variance=0.005, top_refit_shrinkage=1.0, **params
+        ).fit(X)
+    stack = copy.deepcopy(sgd.module_)
+    refit_top(
+        stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.005, shrinkage=1.0
+    )
+    assert torch.equal(stack.top.precisions, tied.module_.top.precisions)
+    np.testing.assert_allclose(tied.covariances_, np.broadcast_to(tied.covariances_[:1], tied.covariances_.shape))
+    assert tied.score(X) < low.score(X)  # the unpooled refit fits its training data better
     # partial_fit trains by SGD only.
     assert DeepConvGMM(6, top_refit="em", **params).partial_fit(X).em_n_iter_ == 0
 

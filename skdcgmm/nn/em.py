@@ -56,6 +56,7 @@ def em_refit_(
     tol: float = 1e-4,
     min_variance: float | None = None,
     reg_variance: float = 0.0,
+    shrinkage: float = 0.0,
 ) -> EMResult:
     """Refit ``layer``'s means, precisions and mixing weights by EM, in place.
 
@@ -87,6 +88,13 @@ def em_refit_(
         Added to every refitted variance before the bounds apply (scikit-learn's
         ``reg_covar``): a component's variance is its data's variance plus ``reg_variance``,
         so narrow components are widened smoothly rather than clipped at the floor.
+    shrinkage : float, default=0.0
+        In ``[0, 1]``: every component's variances become ``(1 - shrinkage) var_k +
+        shrinkage * var_pooled``, ``var_pooled`` the mixture's within-component variances
+        (``sum_k pi_k var_k``, per position for per-position layers), before ``reg_variance``
+        and the bounds apply. ``0`` is plain EM, ``1`` EM of a mixture whose components share
+        one diagonal covariance (every step then raises that model's log-likelihood);
+        in between, the variances are a compromise and a step may lower the log-likelihood.
 
     Returns
     -------
@@ -102,6 +110,8 @@ def em_refit_(
         )
     if not (math.isfinite(reg_variance) and reg_variance >= 0):
         raise ValueError(f"reg_variance must be finite and >= 0, got {reg_variance!r}.")
+    if not 0 <= shrinkage <= 1:
+        raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage!r}.")
     history: list[float] = []
     converged = False
     with torch.no_grad():
@@ -114,23 +124,34 @@ def em_refit_(
                 break
             if step == max_iter:
                 break
-            _maximise(work, total, first, second, var_min, reg_variance)
+            _maximise(work, total, first, second, var_min, reg_variance, shrinkage)
         for name in ("means", "precisions", "logits"):
             getattr(layer, name).copy_(getattr(work, name))
     return EMResult(n_iter=len(history) - 1, log_likelihood=history, converged=converged)
 
 
 def _maximise(
-    layer: GMMLayer, total: Tensor, first: Tensor, second: Tensor, var_min: float, reg: float
+    layer: GMMLayer,
+    total: Tensor,
+    first: Tensor,
+    second: Tensor,
+    var_min: float,
+    reg: float,
+    shrinkage: float = 0.0,
 ) -> None:
-    """The M-step: closed-form parameters from the statistics, variances plus ``reg`` in
-    ``[var_min, max_variance]``; components without responsibility keep their means and
-    variances."""
+    """The M-step: closed-form parameters from the statistics, variances shrunk toward the
+    pooled ones by ``shrinkage``, plus ``reg``, in ``[var_min, max_variance]``; components
+    without responsibility keep their means and variances."""
     keep = (total > _EMPTY)[..., None]  # (P, K, 1)
     weight = total.clamp_min(_EMPTY)[..., None]
     means = first / weight
     var_max = layer.precision_min**-2
-    variances = (second / weight - means * means + reg).clamp(var_min, var_max)
+    variances = second / weight - means * means
+    if shrinkage > 0:  # sum_k pi_k var_k: the mean squared distance to the own component
+        own = variances.clamp_min(0.0)
+        pooled = (total[..., None] * own).sum(-2, keepdim=True) / total.sum(-1)[..., None, None]
+        variances = (1 - shrinkage) * own + shrinkage * pooled
+    variances = (variances + reg).clamp(var_min, var_max)
     layer.means.copy_(torch.where(keep, means, layer.means))
     layer.precisions.copy_(torch.where(keep, variances.rsqrt(), layer.precisions))
     shares = total / total.sum(dim=-1, keepdim=True)
