@@ -507,7 +507,9 @@ def section_extensions(data: dict) -> list[str]:
         "per task (the paper's method, `top_refit=None`), its top layer refitted by EM "
         '(`top_refit="em"`) at several variance floors, *reg* rows with an additive variance '
         "regularisation (`top_refit_reg_covar`), *factors d* rows with d common factors in "
-        "the refitted top layer (`top_factors`); *layers=C49, top_refit=em, floor 0.005* is "
+        "the refitted top layer (`top_factors`), *shrinkage s* rows with the refitted "
+        "variances shrunk toward the pooled ones (`top_refit_shrinkage`); *layers=C49, "
+        "top_refit=em, floor 0.005* is "
         "what the default `DeepConvGMM()` fits. Mean over the classes (outlier protocols), then "
         "mean ± standard deviation over the seeds; NDB/K (samples, lower is better) of 2,000 "
         "samples of a model of 20,000 training images (K = 25). *data init* and *exact-LL "
