@@ -164,18 +164,16 @@ def refits(
     of ``regs``, then with each number of common factors of ``factors``, then with each
     variance shrinkage of ``shrinkages``, labelled
     ``prefix + "top_refit=em[, floor f][, reg r][, factors d][, shrinkage s]"``."""
-    settings = [(f, 0.0, None, 0.0) for f in floors]
-    settings += [(f, r, None, 0.0) for f in floors for r in regs]
-    settings += [(f, 0.0, d, 0.0) for f in floors for d in factors]
-    settings += [(f, 0.0, None, s) for f in floors for s in shrinkages]
+    settings = [(f, {}) for f in floors] + [(f, {"reg": r}) for f in floors for r in regs]
+    settings += [(f, {"factors": d}) for f in floors for d in factors]
+    settings += [(f, {"shrinkage": s}) for f in floors for s in shrinkages]
     return [
         (
             prefix + "top_refit=em" + ("" if f is None else f", floor {f}")
-            + (f", reg {r}" if r else "") + (f", factors {d}" if d else "")
-            + (f", shrinkage {s}" if s else ""),
-            refitted(model, X, f, r, d, s),
+            + "".join(f", {name} {value}" for name, value in extra.items() if value),
+            refitted(model, X, f, **extra),
         )
-        for f, r, d, s in settings
+        for f, extra in settings
     ]  # fmt: skip
 
 

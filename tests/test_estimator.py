@@ -823,40 +823,30 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
         assert torch.equal(getattr(stack.top, name), getattr(em.module_.top, name))
     np.testing.assert_allclose(em.weights_.sum(), 1.0, rtol=1e-6)
     assert (em.covariances_ >= 0.05 * (1 - 1e-5)).all()  # the top layer's variance floor
+    names = {"top_refit_min_variance": "min_variance", "top_refit_reg_covar": "reg_variance",
+             "top_refit_shrinkage": "shrinkage"}  # fmt: skip
+
+    def refitted(**settings):  # fit with these settings; the same as refit_top on the SGD stack
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = DeepConvGMM(6, top_refit="em", **settings, **params).fit(X)
+        stack = copy.deepcopy(sgd.module_)
+        options = {names[name]: value for name, value in settings.items()}
+        refit_top(stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, **options)
+        assert torch.equal(stack.top.precisions, model.module_.top.precisions)
+        return model
+
     # top_refit_min_variance is the refit's floor instead: the same refit, a lower bound.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        low = DeepConvGMM(6, top_refit="em", top_refit_min_variance=0.005, **params).fit(X)
-    stack = copy.deepcopy(sgd.module_)
-    refit_top(stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.005)
-    assert torch.equal(stack.top.precisions, low.module_.top.precisions)
+    low = refitted(top_refit_min_variance=0.005)
     assert (low.covariances_ >= 0.005 * (1 - 1e-5)).all() and low.covariances_.min() < 0.05
     assert low.score(X) > em.score(X)
     # top_refit_reg_covar is added to every refitted variance before the floor applies.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        reg = DeepConvGMM(
-            6, top_refit="em", top_refit_min_variance=0.005, top_refit_reg_covar=0.02, **params
-        ).fit(X)
-    stack = copy.deepcopy(sgd.module_)
-    refit_top(
-        stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.005,
-        reg_variance=0.02,
-    )  # fmt: skip
-    assert torch.equal(stack.top.precisions, reg.module_.top.precisions)
+    reg = refitted(top_refit_min_variance=0.005, top_refit_reg_covar=0.02)
     assert (reg.covariances_ >= 0.02 * (1 - 1e-5)).all() and reg.score(X) < low.score(X)
     # top_refit_shrinkage pools the refitted variances: at 1, every component has the same.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        tied = DeepConvGMM(
-            6, top_refit="em", top_refit_min_variance=0.005, top_refit_shrinkage=1.0, **params
-        ).fit(X)
-    stack = copy.deepcopy(sgd.module_)
-    refit_top(
-        stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.005, shrinkage=1.0
-    )
-    assert torch.equal(stack.top.precisions, tied.module_.top.precisions)
-    np.testing.assert_allclose(tied.covariances_, np.broadcast_to(tied.covariances_[:1], tied.covariances_.shape))
+    tied = refitted(top_refit_min_variance=0.005, top_refit_shrinkage=1.0)
+    first = np.broadcast_to(tied.covariances_[:1], tied.covariances_.shape)
+    np.testing.assert_allclose(tied.covariances_, first)
     assert tied.score(X) < low.score(X)  # the unpooled refit fits its training data better
     # partial_fit trains by SGD only.
     assert DeepConvGMM(6, top_refit="em", **params).partial_fit(X).em_n_iter_ == 0
