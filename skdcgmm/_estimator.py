@@ -80,6 +80,9 @@ _EM_MAX_ITER = 100
 #: ``top_refit_min_variance="auto"`` below 16x16: the variance floor of the top-layer EM refit
 #: (the estimator's ``_large_image_floor`` from 16x16 on).
 _SMALL_IMAGE_FLOOR = 0.01
+#: ``top_refit_shrinkage="auto"`` of deep stacks below 16x16 (the estimator's
+#: ``_large_image_shrinkage`` from 16x16 on; flat models are not shrunk).
+_SMALL_IMAGE_SHRINKAGE = 0.5
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
@@ -240,16 +243,23 @@ class DeepConvGMM(
         0.9819) and tied Fashion-MNIST clustering (NMI 0.558 against 0.559, five seeds);
         0.01 lost Fashion-MNIST one-class ROC-AUC again. It does not win on both data sets,
         so it is off by default (README, "Extensions").
-    top_refit_shrinkage : float, default=0.0
-        In ``[0, 1]``: at every ``top_refit`` EM step, each component's variances become
+    top_refit_shrinkage : float in [0, 1] or "auto", default="auto"
+        At every ``top_refit`` EM step, each component's variances become
         ``(1 - s) var_k + s var_pooled``, where ``var_pooled = sum_k pi_k var_k`` is the
         mixture's within-component variance (before ``top_refit_reg_covar`` and the floor
         apply). ``0`` is plain EM; ``1`` fits a mixture whose components share one diagonal
         covariance, as :class:`~sklearn.mixture.GaussianMixture`'s ``"tied"`` shares a full
-        one. Pooling estimates every variance from all the training vectors instead of one
-        component's, so thinly populated components no longer fit their few vectors too
-        tightly. The top layer stays a diagonal GMM layer (``sample``, ``warm_start``,
-        ``aic``/``bic`` unchanged).
+        one. ``"auto"`` is 0.5 for deep stacks and 0 for flat models (whose EM refit stays
+        :class:`~sklearn.mixture.GaussianMixture`'s). With ``"C49"`` at the floor 0.005 (three
+        seeds), 0.5 raised Fashion-MNIST one-class ROC-AUC from 0.922 to 0.928
+        (``GaussianMixture``: 0.925), clustering accuracy from 0.588 to 0.596 and sample
+        quality, and kept MNIST one-class ROC-AUC (0.982 against 0.983) and clustering
+        accuracy (0.647 against 0.650), but lowered MNIST clustering NMI from 0.683 to 0.644;
+        on scikit-learn's 8x8 digits it raised clustering and one-class ROC-AUC (README,
+        "Extensions"). The gain is not a better fit of held-out data: the top layer's
+        held-out log-likelihood falls as ``s`` grows. Shared variances keep a component's few
+        narrowest feature directions from deciding its scores alone. The top layer stays a
+        diagonal GMM layer (``sample``, ``warm_start``, ``aic``/``bic`` unchanged).
     top_factors : int or None, default=None
         With ``top_refit``: after the EM refit, replace the top GMM layer by a mixture of
         common factor analysers with this many factors (Baek, McLachlan & Flack, 2010; see
@@ -340,6 +350,9 @@ class DeepConvGMM(
     _auto_layers: ClassVar[str] = "C49"
     #: The floor that ``top_refit_min_variance="auto"`` gives images of at least 16x16.
     _large_image_floor: ClassVar[float] = 0.005
+    #: The variance shrinkage of ``top_refit_shrinkage="auto"`` for deep stacks of images of
+    #: at least 16x16.
+    _large_image_shrinkage: ClassVar[float] = 0.5
 
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -368,7 +381,7 @@ class DeepConvGMM(
             None,
         ],
         "top_refit_reg_covar": [Interval(Real, 0, None, closed="left")],
-        "top_refit_shrinkage": [Interval(Real, 0, 1, closed="both")],
+        "top_refit_shrinkage": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "top_factors": [Interval(Integral, 1, None, closed="left"), None],
     }
 
@@ -397,7 +410,7 @@ class DeepConvGMM(
         top_refit: str | None = "auto",
         top_refit_min_variance: float | str | None = "auto",
         top_refit_reg_covar: float = 0.0,
-        top_refit_shrinkage: float = 0.0,
+        top_refit_shrinkage: float | str = "auto",
         top_factors: int | None = None,
     ) -> None:
         self.n_components = n_components
@@ -547,7 +560,7 @@ class DeepConvGMM(
             tol=self.tol,
             min_variance=self._refit_min_variance(image_shape),
             reg_variance=self.top_refit_reg_covar,
-            shrinkage=self.top_refit_shrinkage,
+            shrinkage=self._refit_shrinkage(stack, image_shape),
             n_factors=self.top_factors,
             generator=torch.Generator().manual_seed(seed),
         )
@@ -577,6 +590,17 @@ class DeepConvGMM(
         if self.top_refit_min_variance != "auto":
             return self.top_refit_min_variance
         return self._large_image_floor if is_large_image(image_shape) else _SMALL_IMAGE_FLOOR
+
+    def _refit_shrinkage(self, stack, image_shape: tuple[int, int, int]) -> float:
+        """The variance shrinkage of the top-layer refit of ``stack`` on images of
+        ``image_shape``: ``"auto"`` shrinks only deep stacks."""
+        if self.top_refit_shrinkage != "auto":
+            return self.top_refit_shrinkage
+        if len(stack.gmm_layers) == 1:
+            return 0.0
+        if is_large_image(image_shape):
+            return self._large_image_shrinkage
+        return _SMALL_IMAGE_SHRINKAGE
 
     def _refits_top(self, stack) -> bool:
         """Whether ``top_refit`` asks for the EM refit of ``stack``'s top layer."""

@@ -49,6 +49,12 @@ _OWN_DEFAULTS = {
         where the tighter top components gained outlier ROC-AUC with presets ``"E"`` and
         ``"C"`` alike, and 0.01 below, where the lower floor lost it on scikit-learn's 8x8
         digits.""",
+    "top_refit_shrinkage": """    top_refit_shrinkage : float in [0, 1] or "auto", default="auto"
+        Variance shrinkage of the ``top_refit`` EM steps, as in :class:`DeepConvGMM`, except
+        that ``"auto"`` is 0 for images of at least 16x16 (0.5 for deep stacks in
+        :class:`DeepConvGMM`): the detector's measured settings there (preset ``"E"``, floor
+        0.002) refit without shrinkage, and shrinkage has not been measured with them.
+        Below 16x16 it is :class:`DeepConvGMM`'s.""",
 }
 
 
@@ -138,9 +144,11 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
     )
     #: The detector's own defaults, measured best for outlier detection (README,
     #: "Extensions"): on images of at least 16x16, preset ``"E"`` (3x3 patches) for
-    #: ``layers="auto"`` and a lower refit floor for ``top_refit_min_variance="auto"``.
+    #: ``layers="auto"``, a lower refit floor for ``top_refit_min_variance="auto"`` and no
+    #: variance shrinkage for ``top_refit_shrinkage="auto"`` (not measured with them).
     _auto_layers: ClassVar[str] = "E"
     _large_image_floor: ClassVar[float] = 0.002
+    _large_image_shrinkage: ClassVar[float] = 0.0
 
     _parameter_constraints: ClassVar[dict] = {
         **DeepConvGMM._parameter_constraints,
@@ -176,7 +184,7 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
         top_refit: str | None = "auto",
         top_refit_min_variance: float | str | None = "auto",
         top_refit_reg_covar: float = 0.0,
-        top_refit_shrinkage: float = 0.0,
+        top_refit_shrinkage: float | str = "auto",
         top_factors: int | None = None,
         contamination="auto",
     ) -> None:

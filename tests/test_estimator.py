@@ -794,9 +794,12 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         sgd = DeepConvGMM(6, top_refit=None, **params).fit(X)
-        em = DeepConvGMM(6, top_refit="em", top_refit_min_variance=None, **params).fit(X)
+        em = DeepConvGMM(
+            6, top_refit="em", top_refit_min_variance=None, top_refit_shrinkage=0.0, **params
+        ).fit(X)  # plain EM at the top layer's own floor
         default = DeepConvGMM(6, **params).fit(X)
-    # "auto" (the default) refits a deep stack's top layer at the floor 0.01, not a flat one.
+    # "auto" (the default) refits a deep stack's top layer at the floor 0.01 with shrinkage
+    # 0.5, not a flat one.
     if layers == "flat":
         assert default.em_n_iter_ == 0
         assert torch.equal(default.module_.top.means, sgd.module_.top.means)
@@ -804,7 +807,8 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
         stack = copy.deepcopy(sgd.module_)
         data = torch.as_tensor(X, dtype=torch.float32).view(len(X), 64, 1)
         (result,) = refit_top(
-            stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.01
+            stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.01,
+            shrinkage=0.5,
         )
         assert default.em_n_iter_ == result.n_iter >= 1
         assert torch.equal(default.module_.top.precisions, stack.top.precisions)
@@ -827,6 +831,7 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
              "top_refit_shrinkage": "shrinkage"}  # fmt: skip
 
     def refitted(**settings):  # fit with these settings; the same as refit_top on the SGD stack
+        settings = {"top_refit_shrinkage": 0.0, **settings}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model = DeepConvGMM(6, top_refit="em", **settings, **params).fit(X)
@@ -850,6 +855,24 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
     assert tied.score(X) < low.score(X)  # the unpooled refit fits its training data better
     # partial_fit trains by SGD only.
     assert DeepConvGMM(6, top_refit="em", **params).partial_fit(X).em_n_iter_ == 0
+
+
+@pytest.mark.parametrize(
+    ("layers", "side", "expected"), [("auto", 16, 0.5), ("auto", 8, 0.5), ("flat", 16, 0.0)]
+)
+def test_auto_shrinkage_pools_the_refit_of_deep_stacks_only(layers, side, expected):
+    digits = load_digits().data[:200].reshape(-1, 8, 8) / 16.0
+    X = digits.repeat(side // 8, axis=1).repeat(side // 8, axis=2).reshape(len(digits), -1)
+    params = {"layers": layers, "top_refit": "em", "max_iter": 2, "random_state": 0}
+
+    def top(**settings):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return DeepConvGMM(3, **params, **settings).fit(X).module_.top.precisions
+
+    default = top()
+    assert torch.equal(default, top(top_refit_shrinkage=expected))
+    assert not torch.equal(default, top(top_refit_shrinkage=0.0 if expected else 0.5))
 
 
 def test_top_factors_replace_the_refitted_top_layer():

@@ -79,11 +79,13 @@ def test_init_lists_every_parameter_of_deepconvgmm():
 def test_own_defaults_are_the_measured_outlier_settings(monkeypatch):
     # Images of 16x16 and more: preset E (C in DeepConvGMM) and a top-layer refit floor of
     # 0.002 (0.01); smaller images: DeepConvGMM's stacks and floor.
-    floors = []
+    # No variance shrinkage from 16x16 on (0.5 for DeepConvGMM's deep stacks), 0.5 below.
+    floors, shrinkages = [], []
 
-    def recording_refit(*args, min_variance, **kwargs):
+    def recording_refit(*args, min_variance, shrinkage, **kwargs):
         floors.append(min_variance)
-        return refit_top(*args, min_variance=min_variance, **kwargs)
+        shrinkages.append(shrinkage)
+        return refit_top(*args, min_variance=min_variance, shrinkage=shrinkage, **kwargs)
 
     monkeypatch.setattr(estimator_module, "refit_top", recording_refit)
     X = np.random.RandomState(0).rand(40, 16 * 16)
@@ -95,8 +97,10 @@ def test_own_defaults_are_the_measured_outlier_settings(monkeypatch):
     assert small.layers_ == resolve_layers("auto", (8, 8, 1))
     DeepConvGMMOutlierDetector(2, max_iter=1, top_refit_min_variance=0.03).fit(X)
     assert floors == [0.002, 0.005, 0.01, 0.03]
+    assert shrinkages == [0.0, 0.5, 0.5, 0.0]
     doc = DeepConvGMMOutlierDetector.__doc__
     assert 'top_refit_min_variance : float, None or "auto", default="auto"' in doc
+    assert "that ``\"auto\"`` is 0 for images of at least 16x16" in doc
     assert '``"auto"`` is ``"E"``' in doc
     assert doc.count("\n    layers : ") == 1
 
