@@ -257,8 +257,9 @@ class DeepConvGMM(
         accuracy (0.647 against 0.650), but lowered MNIST clustering NMI from 0.683 to 0.644;
         on scikit-learn's 8x8 digits it raised clustering and one-class ROC-AUC (README,
         "Extensions"). The gain is not a better fit of held-out data: the top layer's
-        held-out log-likelihood falls as ``s`` grows. Shared variances keep a component's few
-        narrowest feature directions from deciding its scores alone. The top layer stays a
+        held-out log-likelihood falls as ``s`` grows. A plausible reading (not tested): shared
+        variances keep a component's few narrowest feature directions from deciding its
+        scores alone. The top layer stays a
         diagonal GMM layer (``sample``, ``warm_start``, ``aic``/``bic`` unchanged).
     top_factors : int or None, default=None
         With ``top_refit``: after the EM refit, replace the top GMM layer by a mixture of
