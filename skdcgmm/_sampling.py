@@ -256,7 +256,7 @@ class SamplingMixin:
                 f"{caller}() got sampler={sampler!r}; choose one of {['auto', *sorted(SAMPLERS)]}."
             )
         if sampler == "auto":
-            sampler = "exact" if len(self.module_.gmm_layers) == 1 else "drawn"
+            sampler = "drawn" if self.module_.is_deep else "exact"
         opts, clip = _sampling_options(options, caller)
         opts = dataclasses.replace(SamplingOptions(**SAMPLERS[sampler]), **_given(opts, options))
         return opts, self._bounds() if clip else None

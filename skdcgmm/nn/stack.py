@@ -64,6 +64,11 @@ class DCGMMStack(nn.Module):
         return [layer for layer in self.layers if isinstance(layer, GMMLayer)]
 
     @property
+    def is_deep(self) -> bool:
+        """Whether the stack has more than one GMM layer (``False``: a flat mixture)."""
+        return len(self.gmm_layers) > 1
+
+    @property
     def top(self) -> GMMLayer:
         return self.layers[-1]
 
