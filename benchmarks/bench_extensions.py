@@ -20,7 +20,7 @@ only those; ``--regs`` adds refits with an additive variance regularisation
 (``top_refit_reg_covar``) at each floor; ``--factors`` adds refits whose top layer then gets
 that many common factors (``top_factors``) at each floor; ``--shrinkages`` adds refits whose
 variances are shrunk toward the pooled within-component ones (``top_refit_shrinkage``) at each
-floor.
+floor; ``--no-plain-refit`` leaves out the ``--stacks`` refits without those settings.
 """
 
 from __future__ import annotations
@@ -158,13 +158,15 @@ def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
 
 
 def refits(
-    model: DeepConvGMM, X, floors, regs=(), prefix: str = "", factors=(), shrinkages=()
+    model: DeepConvGMM, X, floors, regs=(), prefix: str = "", factors=(), shrinkages=(),
+    plain: bool = True,
 ) -> list[tuple[str, DeepConvGMM]]:
-    """``model`` refitted at each floor, without and then with each additive regularisation
-    of ``regs``, then with each number of common factors of ``factors``, then with each
-    variance shrinkage of ``shrinkages``, labelled
+    """``model`` refitted at each floor, without (unless not ``plain``) and then with each
+    additive regularisation of ``regs``, then with each number of common factors of
+    ``factors``, then with each variance shrinkage of ``shrinkages``, labelled
     ``prefix + "top_refit=em[, floor f][, reg r][, factors d][, shrinkage s]"``."""
-    settings = [(f, {}) for f in floors] + [(f, {"reg": r}) for f in floors for r in regs]
+    settings = [(f, {}) for f in floors] if plain else []
+    settings += [(f, {"reg": r}) for f in floors for r in regs]
     settings += [(f, {"factors": d}) for f in floors for d in factors]
     settings += [(f, {"shrinkage": s}) for f in floors for s in shrinkages]
     return [
@@ -179,14 +181,14 @@ def refits(
 
 def models(
     k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False, regs=(),
-    factors=(), shrinkages=(),
+    factors=(), shrinkages=(), plain=True,
 ) -> list[tuple[str, object]]:
     out = []
     for name in stacks:
         sgd = fit_timed(DeepConvGMM(k, layers=STACKS[name], top_refit=None, random_state=seed), X)
         out += refits(
             sgd[0], X, floors, regs, prefix=f"layers={name}, ", factors=factors,
-            shrinkages=shrinkages,
+            shrinkages=shrinkages, plain=plain,
         )  # fmt: skip
     if stacks_only:
         return out
@@ -259,6 +261,9 @@ def main() -> None:
                         help="other layer stacks, refitted at each of --floors")  # fmt: skip
     parser.add_argument("--stacks-only", action="store_true",
                         help="fit only the --stacks models (no baselines)")  # fmt: skip
+    parser.add_argument("--no-plain-refit", action="store_true",
+                        help="refit the --stacks models only with the --regs, --factors and "
+                        "--shrinkages settings, not also plainly at each floor")  # fmt: skip
     parser.add_argument(
         "--keep",
         action="store_true",
@@ -288,6 +293,7 @@ def main() -> None:
                     for label, model in models(
                         K[protocol], train, seed, args.floors, args.variants, args.stacks,
                         args.stacks_only, args.regs, args.factors, args.shrinkages,
+                        not args.no_plain_refit,
                     ):  # fmt: skip
                         row = {"dataset": name, "protocol": protocol, "seed": seed,
                                "class": cls, "model": label}  # fmt: skip
