@@ -158,7 +158,13 @@ def exact_finetuned(model: DeepConvGMM, X, seed: int) -> DeepConvGMM:
 
 
 def refits(
-    model: DeepConvGMM, X, floors, regs=(), prefix: str = "", factors=(), shrinkages=(),
+    model: DeepConvGMM,
+    X,
+    floors,
+    regs=(),
+    prefix: str = "",
+    factors=(),
+    shrinkages=(),
     plain: bool = True,
 ) -> list[tuple[str, DeepConvGMM]]:
     """``model`` refitted at each floor, without (unless not ``plain``) and then with each
@@ -180,8 +186,17 @@ def refits(
 
 
 def models(
-    k: int, X, seed: int, floors, variants=(), stacks=(), stacks_only=False, regs=(),
-    factors=(), shrinkages=(), plain=True,
+    k: int,
+    X,
+    seed: int,
+    floors,
+    variants=(),
+    stacks=(),
+    stacks_only=False,
+    regs=(),
+    factors=(),
+    shrinkages=(),
+    plain=True,
 ) -> list[tuple[str, object]]:
     out = []
     for name in stacks:

@@ -21,9 +21,9 @@ from sklearn.utils._testing import assert_allclose
 
 from skdcgmm import GMM, DeepConvGMM, Fold, Pool
 from skdcgmm._training import refit_top
+from skdcgmm.metrics import clustering_accuracy
 from skdcgmm.nn import FactorGMMLayer
 from skdcgmm.nn.factor import fit_factor_layer
-from skdcgmm.metrics import clustering_accuracy
 
 from .conftest import make_blobs_data
 
@@ -807,7 +807,12 @@ def test_top_refit_em_raises_the_exact_likelihood_from_the_sgd_solution(layers):
         stack = copy.deepcopy(sgd.module_)
         data = torch.as_tensor(X, dtype=torch.float32).view(len(X), 64, 1)
         (result,) = refit_top(
-            stack, data, shape=(64, 1), max_iter=100, tol=sgd.tol, min_variance=0.01,
+            stack,
+            data,
+            shape=(64, 1),
+            max_iter=100,
+            tol=sgd.tol,
+            min_variance=0.01,
             shrinkage=0.5,
         )
         assert default.em_n_iter_ == result.n_iter >= 1

@@ -100,7 +100,7 @@ def test_own_defaults_are_the_measured_outlier_settings(monkeypatch):
     assert shrinkages == [0.0, 0.5, 0.5, 0.0]
     doc = DeepConvGMMOutlierDetector.__doc__
     assert 'top_refit_min_variance : float, None or "auto", default="auto"' in doc
-    assert "that ``\"auto\"`` is 0 for images of at least 16x16" in doc
+    assert 'that ``"auto"`` is 0 for images of at least 16x16' in doc
     assert '``"auto"`` is ``"E"``' in doc
     assert doc.count("\n    layers : ") == 1
 

@@ -22,7 +22,6 @@ layer is fitted on fixed inputs, after SGD; it is not trained by SGD.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -211,7 +210,7 @@ def fit_factor_layer(
         raise ValueError(f"fit_factor_layer needs a layer with one position, got {layer}.")
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
-    dim, k = layer.input_shape[2], layer.n_components
+    dim = layer.input_shape[2]
     var_min = layer.precision_max**-2 if min_variance is None else float(min_variance)
     var_max = layer.precision_min**-2
     if not 0 < var_min < var_max:
