@@ -77,6 +77,9 @@ _ANNEAL_SAMPLES_PER_SIDE = 18_000
 _MAX_AUTO_EPOCHS = 20
 #: Most EM steps of ``top_refit="em"``.
 _EM_MAX_ITER = 100
+#: Presets that ``layers="auto"`` gave images of at least 16x16 in earlier versions (``"C"``;
+#: ``"E"`` in ``DeepConvGMMOutlierDetector``): models fitted with them continue with them.
+_OLD_AUTO = ("C", "E")
 #: ``top_refit_min_variance="auto"`` below 16x16: the variance floor of the top-layer EM refit
 #: (the estimator's ``_large_image_floor`` from 16x16 on).
 _SMALL_IMAGE_FLOOR = 0.01
@@ -616,8 +619,8 @@ class DeepConvGMM(
             # A preset continues with the precision rates it was fitted with: that default
             # changed (models saved before resolved None to 10 in every GMM layer).
             chosen = [specs]
-            if self.layers == "auto":  # "auto" was C before it was C49 (the detector's: E)
-                chosen.append(resolve_layers("auto", image_shape, auto="C"))
+            if self.layers == "auto":  # earlier versions' "auto": C, and E for the detector
+                chosen += [resolve_layers("auto", image_shape, auto=old) for old in _OLD_AUTO]
             fitted = _unset_precision_rates(self.layers_)
             if any(_unset_precision_rates(choice) == fitted for choice in chosen):
                 specs = self.layers_

@@ -31,47 +31,10 @@ _PARENT_PARAMETERS = _doc_section(DeepConvGMM.__doc__ or "", "Parameters") or (
 )
 _PARENT_ATTRIBUTES = _doc_section(DeepConvGMM.__doc__ or "", "Attributes")
 
-_OWN_DEFAULTS = {
-    "layers": """    layers : str or sequence of layer specs, default="auto"
-        As in :class:`DeepConvGMM`, except that ``"auto"`` is ``"E"`` (3x3 patches, three
-        GMM layers; ``"C49"`` in :class:`DeepConvGMM`) for images of at least 16x16: finer
-        patches keep the grey-level detail that tells textured images apart. Over three
-        seeds, each with its default refit floor, it gave Fashion-MNIST one-class ROC-AUC
-        0.929 (``"C49"``: 0.922, ``"C"``: 0.919) and leave-one-class-out 0.730 (0.725,
-        0.713), above both flat baselines, at about ``"C49"``'s fit time. On MNIST it loses
-        to ``"C49"``: one-class 0.977 against 0.983, leave-out 0.866 against 0.915, far
-        above the flat models' 0.73 (README, "Extensions"). Below 16x16 the stacks of
-        :class:`DeepConvGMM`. A detector fitted when ``"auto"`` was ``"C"`` for it continues
-        (``warm_start``, ``partial_fit``) with ``"C"``.""",
-    "top_refit_min_variance": """    top_refit_min_variance : float, None or "auto", default="auto"
-        Variance floor of the ``top_refit`` EM steps, as in :class:`DeepConvGMM`, except that
-        ``"auto"`` is 0.002 for images of at least 16x16 (0.005 in :class:`DeepConvGMM`),
-        where the tighter top components gained outlier ROC-AUC with presets ``"E"`` and
-        ``"C"`` alike, and 0.01 below, where the lower floor lost it on scikit-learn's 8x8
-        digits.""",
-    "top_refit_shrinkage": """    top_refit_shrinkage : float in [0, 1] or "auto", default="auto"
-        Variance shrinkage of the ``top_refit`` EM steps, as in :class:`DeepConvGMM`, except
-        that ``"auto"`` is 0 for images of at least 16x16 (0.5 for deep stacks in
-        :class:`DeepConvGMM`): the detector's measured settings there (preset ``"E"``, floor
-        0.002) refit without shrinkage, and shrinkage has not been measured with them.
-        Below 16x16 it is :class:`DeepConvGMM`'s.""",
-}
-
-
-def _with_own_defaults(parameters: str) -> str:
-    """``parameters`` (numpydoc entries) with the entries of ``_OWN_DEFAULTS`` replaced."""
-    for name, entry in _OWN_DEFAULTS.items():
-        pattern = rf"    {name} : .*?(?=\n    \w+ : |\Z)"
-        match = re.search(pattern, parameters, re.S)
-        if match:  # None where docstrings are stripped (python -OO)
-            parameters = parameters[: match.start()] + entry + parameters[match.end() :]
-    return parameters
-
-
 _DOC = """Outlier detector on a Deep Convolutional GMM: a drop-in for ``IsolationForest``.
 
-    A :class:`DeepConvGMM` (same parameters, training and fitted attributes, plus
-    ``contamination``) with scikit-learn's outlier-detector API, like
+    A :class:`DeepConvGMM` (same parameters and defaults, training and fitted attributes,
+    plus ``contamination``) with scikit-learn's outlier-detector API, like
     :class:`~sklearn.ensemble.IsolationForest`, :class:`~sklearn.covariance.EllipticEnvelope`
     or :class:`~sklearn.neighbors.LocalOutlierFactor` with ``novelty=True``: ``score_samples``
     is the model's log-likelihood (higher = more normal), ``decision_function`` is
@@ -139,16 +102,7 @@ _DOC = """Outlier detector on a Deep Convolutional GMM: a drop-in for ``Isolatio
 
 
 class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
-    __doc__ = _DOC.format(
-        parameters=_with_own_defaults(_PARENT_PARAMETERS), attributes=_PARENT_ATTRIBUTES
-    )
-    #: The detector's own defaults, measured best for outlier detection (README,
-    #: "Extensions"): on images of at least 16x16, preset ``"E"`` (3x3 patches) for
-    #: ``layers="auto"``, a lower refit floor for ``top_refit_min_variance="auto"`` and no
-    #: variance shrinkage for ``top_refit_shrinkage="auto"`` (not measured with them).
-    _auto_layers: ClassVar[str] = "E"
-    _large_image_floor: ClassVar[float] = 0.002
-    _large_image_shrinkage: ClassVar[float] = 0.0
+    __doc__ = _DOC.format(parameters=_PARENT_PARAMETERS, attributes=_PARENT_ATTRIBUTES)
 
     _parameter_constraints: ClassVar[dict] = {
         **DeepConvGMM._parameter_constraints,
@@ -157,8 +111,8 @@ class DeepConvGMMOutlierDetector(OutlierMixin, DeepConvGMM):
 
     # Every parameter of DeepConvGMM, in its order, then contamination. sklearn needs them
     # spelled out (get_params reads this signature); they are stored as given, no super().
-    # The defaults are DeepConvGMM's except for _OWN_DEFAULTS (layers="auto" resolves through
-    # _auto_layers).
+    # The defaults are DeepConvGMM's, the best outlier settings measured over MNIST and
+    # Fashion-MNIST (README, "Extensions").
     def __init__(
         self,
         n_components: int = 10,

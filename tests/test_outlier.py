@@ -76,43 +76,40 @@ def test_init_lists_every_parameter_of_deepconvgmm():
         assert f"\n    {name} : " in doc, name
 
 
-def test_own_defaults_are_the_measured_outlier_settings(monkeypatch):
-    # Images of 16x16 and more: preset E (C in DeepConvGMM) and a top-layer refit floor of
-    # 0.002 (0.01); smaller images: DeepConvGMM's stacks and floor.
-    # No variance shrinkage from 16x16 on (0.5 for DeepConvGMM's deep stacks), 0.5 below.
-    floors, shrinkages = [], []
+def test_defaults_are_deepconvgmms(monkeypatch):
+    # Since stop 46 the detector fits DeepConvGMM's defaults (C49, refit floor 0.005 and
+    # shrinkage 0.5 from 16x16 on): they detect outliers best of the settings measured.
+    refits = []
 
     def recording_refit(*args, min_variance, shrinkage, **kwargs):
-        floors.append(min_variance)
-        shrinkages.append(shrinkage)
+        refits.append((min_variance, shrinkage))
         return refit_top(*args, min_variance=min_variance, shrinkage=shrinkage, **kwargs)
 
     monkeypatch.setattr(estimator_module, "refit_top", recording_refit)
     X = np.random.RandomState(0).rand(40, 16 * 16)
-    detector = DeepConvGMMOutlierDetector(2, max_iter=1, random_state=0).fit(X)
-    assert detector.layers_ == resolve_layers("E", (16, 16, 1))
-    model = DeepConvGMM(2, max_iter=1, random_state=0).fit(X)
-    assert model.layers_ == resolve_layers("C49", (16, 16, 1))
-    small = DeepConvGMMOutlierDetector(2, max_iter=1, random_state=0).fit(X[:, :64])
-    assert small.layers_ == resolve_layers("auto", (8, 8, 1))
-    DeepConvGMMOutlierDetector(2, max_iter=1, top_refit_min_variance=0.03).fit(X)
-    assert floors == [0.002, 0.005, 0.01, 0.03]
-    assert shrinkages == [0.0, 0.5, 0.5, 0.0]
-    doc = DeepConvGMMOutlierDetector.__doc__
-    assert 'top_refit_min_variance : float, None or "auto", default="auto"' in doc
-    assert 'that ``"auto"`` is 0 for images of at least 16x16' in doc
-    assert '``"auto"`` is ``"E"``' in doc
-    assert doc.count("\n    layers : ") == 1
+    for data, preset in ((X, "C49"), (X[:, :64], "auto")):  # large and small images
+        detector = DeepConvGMMOutlierDetector(2, max_iter=1, random_state=0).fit(data)
+        model = DeepConvGMM(2, max_iter=1, random_state=0).fit(data)
+        assert detector.layers_ == model.layers_ == resolve_layers(preset, detector.image_shape_)
+        assert_allclose(detector.means_, model.means_)  # the same fit, seed for seed
+    assert refits == [(0.005, 0.5), (0.005, 0.5), (0.01, 0.5), (0.01, 0.5)]
+    parent, doc = DeepConvGMM.__doc__, DeepConvGMMOutlierDetector.__doc__
+    start = parent.index("\n    n_components : ")
+    assert parent[start : parent.index("\n\n    Attributes\n")] in doc
 
 
-@pytest.mark.parametrize("estimator", [DeepConvGMMOutlierDetector, DeepConvGMM])
-def test_model_fitted_when_auto_was_c_continues_with_c(estimator, monkeypatch):
+@pytest.mark.parametrize(
+    ("estimator", "old"),
+    [(DeepConvGMMOutlierDetector, "C"), (DeepConvGMMOutlierDetector, "E"), (DeepConvGMM, "C")],
+)
+def test_model_fitted_with_an_earlier_auto_continues_with_it(estimator, old, monkeypatch):
     X = np.random.RandomState(0).rand(40, 16 * 16)
-    monkeypatch.setattr(estimator, "_auto_layers", "C")
+    monkeypatch.setattr(estimator, "_auto_layers", old)
     model = estimator(2, max_iter=1, random_state=0).fit(X)
     monkeypatch.undo()  # as a model saved by an earlier version and loaded now
     model.partial_fit(X)
-    assert model.layers_ == resolve_layers("C", (16, 16, 1))
+    assert model.layers_ == resolve_layers(old, (16, 16, 1))
+    assert model.layers_ != resolve_layers("auto", (16, 16, 1))
     with pytest.raises(ValueError, match="same layers"):
         model.set_params(layers="flat").partial_fit(X)
 
