@@ -80,12 +80,12 @@ _EM_MAX_ITER = 100
 #: Presets that ``layers="auto"`` gave images of at least 16x16 in earlier versions (``"C"``;
 #: ``"E"`` in ``DeepConvGMMOutlierDetector``): models fitted with them continue with them.
 _OLD_AUTO = ("C", "E")
-#: ``top_refit_min_variance="auto"`` below 16x16: the variance floor of the top-layer EM refit
-#: (the estimator's ``_large_image_floor`` from 16x16 on).
-_SMALL_IMAGE_FLOOR = 0.01
-#: ``top_refit_shrinkage="auto"`` of deep stacks below 16x16 (the estimator's
-#: ``_large_image_shrinkage`` from 16x16 on; flat models are not shrunk).
-_SMALL_IMAGE_SHRINKAGE = 0.5
+#: ``top_refit_min_variance="auto"``: the variance floor of the top-layer EM refit of images of
+#: at least 16x16, and below.
+_LARGE_IMAGE_FLOOR, _SMALL_IMAGE_FLOOR = 0.005, 0.01
+#: ``top_refit_shrinkage="auto"`` of deep stacks of images of at least 16x16, and below (flat
+#: models are not shrunk).
+_LARGE_IMAGE_SHRINKAGE, _SMALL_IMAGE_SHRINKAGE = 0.5, 0.5
 #: Attributes that validating the input of ``fit`` sets before the model is trained.
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 
@@ -352,11 +352,6 @@ class DeepConvGMM(
 
     #: The preset that ``layers="auto"`` gives images of at least 16x16.
     _auto_layers: ClassVar[str] = "C49"
-    #: The floor that ``top_refit_min_variance="auto"`` gives images of at least 16x16.
-    _large_image_floor: ClassVar[float] = 0.005
-    #: The variance shrinkage of ``top_refit_shrinkage="auto"`` for deep stacks of images of
-    #: at least 16x16.
-    _large_image_shrinkage: ClassVar[float] = 0.5
 
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -593,7 +588,7 @@ class DeepConvGMM(
         """The variance floor of the top-layer refit of images of ``image_shape``."""
         if self.top_refit_min_variance != "auto":
             return self.top_refit_min_variance
-        return self._large_image_floor if is_large_image(image_shape) else _SMALL_IMAGE_FLOOR
+        return _LARGE_IMAGE_FLOOR if is_large_image(image_shape) else _SMALL_IMAGE_FLOOR
 
     def _refit_shrinkage(self, stack, image_shape: tuple[int, int, int]) -> float:
         """The variance shrinkage of the top-layer refit of ``stack`` on images of
@@ -602,9 +597,7 @@ class DeepConvGMM(
             return self.top_refit_shrinkage
         if not stack.is_deep:
             return 0.0
-        if is_large_image(image_shape):
-            return self._large_image_shrinkage
-        return _SMALL_IMAGE_SHRINKAGE
+        return _LARGE_IMAGE_SHRINKAGE if is_large_image(image_shape) else _SMALL_IMAGE_SHRINKAGE
 
     def _refits_top(self, stack) -> bool:
         """Whether ``top_refit`` asks for the EM refit of ``stack``'s top layer."""

@@ -77,7 +77,7 @@ def test_init_lists_every_parameter_of_deepconvgmm():
 
 
 def test_defaults_are_deepconvgmms(monkeypatch):
-    # Since stop 46 the detector fits DeepConvGMM's defaults (C49, refit floor 0.005 and
+    # The detector fits DeepConvGMM's defaults (C49, refit floor 0.005 and
     # shrinkage 0.5 from 16x16 on): they detect outliers best of the settings measured.
     refits = []
 
